@@ -1,0 +1,3 @@
+from voxtral.cli import main
+
+raise SystemExit(main())
