@@ -1,0 +1,206 @@
+"""Mistral-style pre-norm transformer layer (attention + SwiGLU FFN) and its KV cache.
+
+Shared by the ASR encoder (MHA, biases on q/v/o/w2), the ASR decoder (GQA, no biases, FFN input
+scaled by the time conditioning) and, later, the TTS backbone. All arithmetic goes through `ops`.
+
+Positions are absolute integers kept on the host (numpy int64): RoPE angles and attention masks are
+functions of them, never of a row's index in a cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..config import TransformerConfig
+
+# Position stored in empty KV slots: larger than any query position, so `key <= query` masks it.
+EMPTY_POSITION = np.iinfo(np.int64).max
+
+
+# ------------------------------------------------------------------------------------- weights
+@dataclass
+class LayerWeights:
+    """One layer in Mistral naming (`consolidated.safetensors` suffixes); biases optional."""
+
+    attention_norm: Any
+    wq: Any
+    wk: Any
+    wv: Any
+    wo: Any
+    ffn_norm: Any
+    w1: Any  # gate
+    w2: Any  # down
+    w3: Any  # up
+    bq: Any = None
+    bk: Any = None
+    bv: Any = None
+    bo: Any = None
+    b2: Any = None
+
+    @classmethod
+    def from_mapping(cls, weights: Mapping[str, Any], prefix: str) -> "LayerWeights":
+        def need(name):
+            try:
+                return weights[prefix + name]
+            except KeyError:
+                raise KeyError(f"missing weight {prefix + name}") from None
+
+        def opt(name):
+            return weights.get(prefix + name)
+
+        return cls(
+            attention_norm=need("attention_norm.weight"),
+            wq=need("attention.wq.weight"), wk=need("attention.wk.weight"),
+            wv=need("attention.wv.weight"), wo=need("attention.wo.weight"),
+            ffn_norm=need("ffn_norm.weight"),
+            w1=need("feed_forward.w1.weight"), w2=need("feed_forward.w2.weight"),
+            w3=need("feed_forward.w3.weight"),
+            bq=opt("attention.wq.bias"), bk=opt("attention.wk.bias"), bv=opt("attention.wv.bias"),
+            bo=opt("attention.wo.bias"), b2=opt("feed_forward.w2.bias"),
+        )
+
+
+# ------------------------------------------------------------------------------------ KV cache
+class KVCache:
+    """Keys and values of one attention layer, every row tagged with its absolute position.
+
+    capacity None: unbounded (grows by doubling). Otherwise a ring buffer of `capacity` rows: new
+    rows overwrite the oldest, so memory never exceeds capacity × width per tensor, however long
+    the stream. Rows stay in storage order; attention masks by position, so order is irrelevant.
+    Appended positions must increase (a stream never goes back in time).
+    """
+
+    def __init__(self, ops, width: int, capacity: int | None = None):
+        self.ops = ops
+        self.width = width
+        self.capacity = capacity
+        n = capacity if capacity is not None else 64
+        self.keys = ops.zeros((n, width))  # [slots, n_kv_heads*head_dim]
+        self.values = ops.zeros((n, width))  # [slots, n_kv_heads*head_dim]
+        self.positions = np.full(n, EMPTY_POSITION, dtype=np.int64)  # [slots]
+        self.n_appended = 0  # rows ever appended (ring write index = n_appended % capacity)
+
+    @property
+    def n_stored(self) -> int:
+        return self.n_appended if self.capacity is None else min(self.n_appended, self.capacity)
+
+    @property
+    def n_slots(self) -> int:
+        """Rows of storage allocated (what bounds memory)."""
+        return self.keys.shape[0]
+
+    def holds_window_for(self, n_new: int, window: int | None) -> bool:
+        """True if, after appending n_new rows, every key the new queries may see is still stored:
+        the oldest new query at P needs keys down to P - window + 1, i.e. window + n_new - 1 rows."""
+        if self.capacity is None:
+            return True
+        return window is not None and self.capacity >= window + n_new - 1
+
+    def append(self, k, v, positions) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
+        m = positions.shape[0]
+        if self.capacity is None:
+            self._grow_to(self.n_appended + m)
+            self._write(self.n_appended, k, v, positions)
+        else:
+            if m > self.capacity:  # only the newest `capacity` rows can survive anyway
+                skip = m - self.capacity
+                k, v = self.ops.rows(k, skip, m), self.ops.rows(v, skip, m)
+                positions, self.n_appended, m = positions[skip:], self.n_appended + skip, self.capacity
+            start = self.n_appended % self.capacity
+            first = min(m, self.capacity - start)  # rows before the ring wraps
+            self._write(start, self.ops.rows(k, 0, first), self.ops.rows(v, 0, first), positions[:first])
+            if first < m:
+                self._write(0, self.ops.rows(k, first, m), self.ops.rows(v, first, m), positions[first:])
+        self.n_appended += m
+
+    def view(self):
+        """(keys, values, positions) of the stored rows (ring: all slots, empty ones masked)."""
+        if self.capacity is None:
+            n = self.n_appended
+            return self.ops.rows(self.keys, 0, n), self.ops.rows(self.values, 0, n), self.positions[:n]
+        return self.keys, self.values, self.positions
+
+    def _write(self, start, k, v, positions):
+        self.ops.write_rows(self.keys, start, k)
+        self.ops.write_rows(self.values, start, v)
+        self.positions[start:start + positions.shape[0]] = positions
+
+    def _grow_to(self, n: int) -> None:
+        if n <= self.n_slots:
+            return
+        size = max(n, 2 * self.n_slots)
+        keys, values = self.ops.zeros((size, self.width)), self.ops.zeros((size, self.width))
+        self.ops.write_rows(keys, 0, self.ops.rows(self.keys, 0, self.n_appended))
+        self.ops.write_rows(values, 0, self.ops.rows(self.values, 0, self.n_appended))
+        positions = np.full(size, EMPTY_POSITION, dtype=np.int64)
+        positions[:self.n_appended] = self.positions[:self.n_appended]
+        self.keys, self.values, self.positions = keys, values, positions
+
+
+def new_kv_caches(ops, cfg: TransformerConfig, extra_rows: int = 1) -> list[KVCache]:
+    """One cache per layer, bounded to sliding_window + extra_rows - 1 rows when the stack has a
+    window (extra_rows = rows added per regular step: 1 for a decoder, 4 for the encoder)."""
+    width = cfg.n_kv_heads * cfg.head_dim
+    cap = None if cfg.sliding_window is None else cfg.sliding_window + extra_rows - 1
+    return [KVCache(ops, width, cap) for _ in range(cfg.n_layers)]
+
+
+# --------------------------------------------------------------------------------------- layer
+def cached_attention(ops, cfg: TransformerConfig, q, k, v, positions, cache: KVCache | None):
+    """Sliding-window attention of new rows over (cache + new rows); appends the new rows.
+
+    Regular steps write into the ring first and attend over it in place. A batch too large for the
+    ring (e.g. the prompt prefill with a tiny window) attends over cache + batch concatenated, then
+    keeps only what the ring holds: peak memory is temporary, persistent memory stays bounded.
+    """
+    args = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.sliding_window)
+    if cache is None:
+        return ops.attention(q, k, v, positions, positions, *args)
+    if cache.holds_window_for(len(positions), cfg.sliding_window):
+        cache.append(k, v, positions)
+        ck, cv, cp = cache.view()
+        return ops.attention(q, ck, cv, positions, cp, *args)
+    ck, cv, cp = cache.view()
+    out = ops.attention(q, ops.concat_rows([ck, k]), ops.concat_rows([cv, v]), positions,
+                        np.concatenate([cp, positions]), *args)
+    cache.append(k, v, positions)
+    return out
+
+
+class TransformerLayer:
+    """Pre-norm layer:
+
+        h = h + Wo·attn(rope(Wq·n1(h) + bq), rope(Wk·n1(h) + bk), Wv·n1(h) + bv) + bo
+        h = h + W2·(silu(W1·y) ⊙ W3·y) + b2,   y = n2(h) ⊙ ffn_scale   (ffn_scale optional)
+
+    `ffn_scale` is the decoder's time conditioning (1 + s_l): it multiplies only the FFN input.
+    """
+
+    def __init__(self, cfg: TransformerConfig, w: LayerWeights):
+        self.cfg = cfg
+        self.w = w
+
+    def __call__(self, ops, h, positions, cache: KVCache | None = None, ffn_scale=None):
+        cfg, w = self.cfg, self.w
+        x = ops.rmsnorm(h, w.attention_norm, cfg.norm_eps)
+        q = ops.linear(x, w.wq, w.bq)  # [M, n_heads*hd]
+        k = ops.linear(x, w.wk, w.bk)  # [M, n_kv_heads*hd]
+        v = ops.linear(x, w.wv, w.bv)  # [M, n_kv_heads*hd]
+        q = ops.rope_interleaved(q, positions, cfg.n_heads, cfg.head_dim, cfg.rope_theta)
+        k = ops.rope_interleaved(k, positions, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
+        a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
+        h = ops.add(h, ops.linear(a, w.wo, w.bo))
+        x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps)
+        if ffn_scale is not None:
+            x = ops.mul(x, ffn_scale)
+        return ops.add(h, swiglu(ops, x, w))
+
+
+def swiglu(ops, x, w: LayerWeights):
+    """W2·(silu(W1·x) ⊙ W3·x) + b2 -> [M, dim]."""
+    gate = ops.silu(ops.linear(x, w.w1))  # [M, hidden]
+    up = ops.linear(x, w.w3)  # [M, hidden]
+    return ops.linear(ops.mul(gate, up), w.w2, w.b2)

@@ -1,0 +1,245 @@
+"""`voxtral make-test-model`: random-weight models in the exact published file formats.
+
+Everything is tested on these: the Mistral layout (params.json with the real keys, BF16
+`consolidated.safetensors` with the real names, a tekken.json with the real special tokens and
+audio block, TTS voices as `voice_embedding/<name>.pt`), the Q4_0 GGUF written with the `gguf`
+package, and byte shards of it as `split -b` makes them.
+
+Each tensor comes from its own RNG stream seeded by (seed, crc32(name)), so the same seed gives the
+same tensors in every format and in any order. Weights are scaled like a trained network
+(std 0.5/sqrt(fan_in), norms near 1) so that greedy decoding produces varied tokens, and rounded
+to BF16 so the BF16 file and an f32 reference hold identical values.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import zlib
+
+import numpy as np
+
+from voxtral.layout import asr_tensor_shapes, is_q4_candidate, tts_tensor_shapes
+from voxtral.presets import asr_params, tts_params
+from voxtral.weights.loader import KEY_KIND, KEY_PARAMS, KEY_TEKKEN, VOICE_PREFIX
+from voxtral.weights.torch_pt import bf16_bits_to_f32, f32_to_bf16_bits, write_pt_bf16
+
+DEFAULT_SHARD_BYTES = 512 * 1024 * 1024
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def random_tensor(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A BF16-representable float32 tensor with trained-network-like scale for its role."""
+    rng = _rng(seed, name)
+    if name.endswith("cluster_usage"):
+        x = rng.uniform(1.0, 100.0, size=shape)  # EMA counts: positive
+    elif name.endswith("embedding_sum"):
+        x = rng.standard_normal(shape) * 5.0
+    elif name.endswith("original0"):
+        x = rng.uniform(0.5, 1.5, size=shape)  # weight-norm gains: positive
+    elif name.endswith(("attention_scale", "ffn_scale")):
+        x = 0.1 + 0.05 * rng.standard_normal(shape)  # LayerScale
+    elif len(shape) == 1 and "norm" in name:
+        x = 1.0 + 0.1 * rng.standard_normal(shape)
+    elif len(shape) == 1:
+        x = 0.05 * rng.standard_normal(shape)  # biases
+    elif "tok_embeddings" in name or "codebook_embeddings" in name:
+        x = rng.standard_normal(shape)  # embeddings: unit scale, summed with audio
+    else:
+        fan_in = int(np.prod(shape[1:]))
+        x = rng.standard_normal(shape) * (0.5 / math.sqrt(fan_in))
+    return bf16_bits_to_f32(f32_to_bf16_bits(x.astype(np.float32))).reshape(shape)
+
+
+def random_q4_raw(name: str, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Random Q4_0 blocks directly (full-size GGUFs, where quantizing 4.4 B floats would take long).
+
+    Uniform nibbles give values (n-8)*d with std ~4.6 d; d is set for std 0.5/sqrt(fan_in)."""
+    rows, cols = shape
+    rng = _rng(seed, name)
+    raw = np.empty((rows, cols // 32, 18), dtype=np.uint8)  # [rows, blocks, 2 scale + 16 nibble bytes]
+    d = np.float16(0.5 / math.sqrt(cols) / 4.6 if "tok_embeddings" not in name else 1 / 4.6)
+    raw[:, :, 0:2] = np.frombuffer(d.tobytes(), dtype=np.uint8)
+    raw[:, :, 2:] = rng.integers(0, 256, size=(rows, cols // 32, 16), dtype=np.uint8)
+    return raw.reshape(rows, cols // 32 * 18)
+
+
+def model_params(kind: str, preset: str) -> dict:
+    return asr_params(preset) if kind == "asr" else tts_params(preset)
+
+
+def model_shapes(kind: str, params: dict) -> dict[str, tuple[int, ...]]:
+    return asr_tensor_shapes(params) if kind == "asr" else tts_tensor_shapes(params)
+
+
+def model_tekken(kind: str, params: dict) -> dict:
+    from voxtral.tokenizer.build import TTS_VOICE_ROWS, build_tekken_json
+    voices = TTS_VOICE_ROWS if kind == "tts" else None
+    return build_tekken_json(vocab_size=params["vocab_size"], kind=kind, voices=voices)
+
+
+def voice_rows() -> dict[str, int]:
+    from voxtral.tokenizer.build import TTS_VOICE_ROWS
+    return dict(TTS_VOICE_ROWS)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
+
+
+def write_safetensors_bf16_stream(path: str, shapes: dict[str, tuple[int, ...]], produce, progress=None):
+    """Write BF16 tensors one at a time: the header (all offsets) is known from the shapes alone,
+    so a full 8.9 GB checkpoint never sits in memory."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        n = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    hbytes = json.dumps(header, separators=(",", ":")).encode()
+    hbytes += b" " * (-len(hbytes) % 8)  # keep the data section 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(hbytes).to_bytes(8, "little"))
+        f.write(hbytes)
+        for name, shape in shapes.items():
+            bits = f32_to_bf16_bits(produce(name, shape))
+            f.write(bits.tobytes())
+            if progress is not None:
+                progress.update(bits.nbytes)
+
+
+def write_mistral_dir(kind: str, out_dir: str, params: dict, seed: int, progress: bool = False) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    shapes = model_shapes(kind, params)
+    with open(os.path.join(out_dir, "params.json"), "w") as f:
+        json.dump(params, f, indent=2)
+    with open(os.path.join(out_dir, "tekken.json"), "w") as f:
+        json.dump(model_tekken(kind, params), f, ensure_ascii=False)
+    bar = _progress(2 * sum(math.prod(s) for s in shapes.values()), "safetensors", progress)
+    write_safetensors_bf16_stream(os.path.join(out_dir, "consolidated.safetensors"), shapes,
+                                  lambda n, s: random_tensor(n, s, seed), bar)
+    if bar is not None:
+        bar.close()
+    if kind == "tts":
+        vdir = os.path.join(out_dir, "voice_embedding")
+        os.makedirs(vdir, exist_ok=True)
+        for name, rows in voice_rows().items():
+            write_pt_bf16(os.path.join(vdir, f"{name}.pt"), random_voice(name, rows, params["dim"], seed),
+                          archive=name)
+    return out_dir
+
+
+def random_voice(name: str, rows: int, dim: int, seed: int) -> np.ndarray:
+    """A voice preset [rows, dim]: like the real ones, frame embeddings of unit-ish scale."""
+    x = _rng(seed, "voice." + name).standard_normal((rows, dim)).astype(np.float32)
+    return bf16_bits_to_f32(f32_to_bf16_bits(x)).reshape(rows, dim)
+
+
+def write_gguf(kind: str, path: str, params: dict, seed: int, progress: bool = False,
+               quantize_random: bool | None = None) -> str:
+    """Q4_0 GGUF: 2-D linear weights quantized (gguf's reference quantizer), the rest F32.
+
+    quantize_random: draw the Q4 blocks directly instead of quantizing float weights (default for
+    full-size models)."""
+    import gguf
+
+    shapes = model_shapes(kind, params)
+    if quantize_random is None:
+        quantize_random = params["dim"] >= 1024
+    w = gguf.GGUFWriter(path, arch="voxtral-realtime" if kind == "asr" else "voxtral-tts")
+    w.add_string(KEY_KIND, kind)
+    w.add_string(KEY_PARAMS, json.dumps(params))
+    w.add_string(KEY_TEKKEN, json.dumps(model_tekken(kind, params), ensure_ascii=False))
+    Q4 = gguf.GGMLQuantizationType.Q4_0
+    plan = []  # (name, shape, is_q4)
+    for name, shape in shapes.items():
+        q4 = is_q4_candidate(name, shape)
+        if q4:
+            nbytes = shape[0] * shape[1] // 32 * 18
+            w.add_tensor_info(name, (shape[0], shape[1] // 32 * 18), np.dtype(np.uint8), nbytes, raw_dtype=Q4)
+        else:
+            w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * math.prod(shape))
+        plan.append((name, shape, q4))
+    if kind == "tts":
+        for vname, rows in voice_rows().items():
+            shape = (rows, params["dim"])
+            w.add_tensor_info(VOICE_PREFIX + vname, shape, np.dtype(np.float32), 4 * rows * params["dim"])
+            plan.append((VOICE_PREFIX + vname, shape, None))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    bar = _progress(sum(math.prod(s) for _, s, _ in plan), "gguf (elements)", progress)
+    for name, shape, q4 in plan:
+        if q4 is None:
+            data = random_voice(name[len(VOICE_PREFIX):], shape[0], shape[1], seed)
+        elif q4 and quantize_random:
+            data = random_q4_raw(name, shape, seed)
+        elif q4:
+            data = gguf.quants.quantize(random_tensor(name, shape, seed), Q4)
+        else:
+            data = random_tensor(name, shape, seed)
+        w.write_tensor_data(np.ascontiguousarray(data))
+        if bar is not None:
+            bar.update(math.prod(shape))
+    if bar is not None:
+        bar.close()
+    w.close()
+    return path
+
+
+def split_file(path: str, out_dir: str, max_bytes: int = DEFAULT_SHARD_BYTES) -> dict:
+    """Byte-split like `split -b`: shard-aa, shard-ab, ...; plus manifest.json (sizes, sha256)."""
+    os.makedirs(out_dir, exist_ok=True)
+    total = os.path.getsize(path)
+    shards = []
+    with open(path, "rb") as f:
+        i = 0
+        while True:
+            chunk = f.read(max_bytes)
+            if not chunk:
+                break
+            name = "shard-" + _split_suffix(i)
+            with open(os.path.join(out_dir, name), "wb") as g:
+                g.write(chunk)
+            shards.append({"name": name, "size": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
+            i += 1
+    manifest = {"format": "gguf-shards", "source": os.path.basename(path), "total_size": total,
+                "shards": shards}
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+    return manifest
+
+
+def _split_suffix(i: int) -> str:
+    # split's default: two letters aa..zz (676 shards is 338 GB at 512 MiB: plenty).
+    return "abcdefghijklmnopqrstuvwxyz"[i // 26] + "abcdefghijklmnopqrstuvwxyz"[i % 26]
+
+
+def make_test_model(kind: str, out_dir: str, seed: int = 0, fmt: str = "mistral", preset: str = "tiny",
+                    shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool = False) -> str:
+    """Write a random-weight model; returns the path to give `--model`."""
+    if kind not in ("asr", "tts"):
+        raise ValueError(f"kind must be 'asr' or 'tts', not {kind!r}")
+    params = model_params(kind, preset)
+    if fmt == "mistral":
+        return write_mistral_dir(kind, out_dir, params, seed, progress)
+    os.makedirs(out_dir, exist_ok=True)
+    if fmt == "gguf":
+        return write_gguf(kind, os.path.join(out_dir, f"voxtral-{kind}-q4.gguf"), params, seed, progress)
+    if fmt == "shards":
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            g = write_gguf(kind, os.path.join(tmp, f"voxtral-{kind}-q4.gguf"), params, seed, progress)
+            split_file(g, out_dir, shard_bytes)
+        return out_dir
+    raise ValueError(f"format must be mistral, gguf or shards, not {fmt!r}")
