@@ -93,33 +93,41 @@ class StreamingChunker:
         return self._take_steps(final=False)
 
     def finish(self, delay_ms: float | None = None) -> list[ChunkStep]:
-        """End of stream: append the right pad and return all remaining steps."""
+        """End of stream: append the right pad and return all remaining steps.
+
+        `delay_ms` may repeat the constructor's delay (None = that delay); the prompt length
+        already depends on it, so a different one is an error.
+        """
         if self.finished:
             raise RuntimeError("StreamingChunker.finish called twice")
-        delay = self.delay_ms if delay_ms is None else delay_ms
+        if delay_ms is not None and self.cfg.num_delay_tokens(delay_ms) != self.cfg.num_delay_tokens(
+                self.delay_ms):
+            raise ValueError(f"finish(delay_ms={delay_ms}) differs from the delay the prompt was "
+                             f"built for ({self.delay_ms} ms); pass it to StreamingChunker()")
         self.finished = True
-        self._frames.append(self._mel.finish(right_pad_samples(self.real_samples, self.cfg, delay)))
+        right_pad = right_pad_samples(self.real_samples, self.cfg, self.delay_ms)
+        self._frames.append(self._mel.finish(right_pad))
         return self._take_steps(final=True)
 
     def _take_steps(self, final: bool) -> list[ChunkStep]:
-        frames = np.concatenate(self._frames, axis=1)  # not yet handed-out frames
-        ready_tokens = frames.shape[1] // self.frames_per_token + self.tokens_done
+        """Cut the pending mel frames into steps: the prompt step first, then one token each."""
+        pending = np.concatenate(self._frames, axis=1)  # frames not yet handed out, in order
         steps = []
         while True:
-            size = self.prompt_tokens if self.tokens_done == 0 else 1
-            if self.tokens_done + size > ready_tokens:
+            n_tokens = self.prompt_tokens if self.tokens_done == 0 else 1
+            n_frames = n_tokens * self.frames_per_token
+            if pending.shape[1] < n_frames:
                 break
             start = self.tokens_done
-            used = (start + size - self.tokens_done) * self.frames_per_token
-            offset = (start - self.tokens_done) * 0  # frames are consumed from the front
-            steps.append(ChunkStep(start, start + size, frames[:, offset:used].copy(),
+            steps.append(ChunkStep(start, start + n_tokens, pending[:, :n_frames].copy(),
                                    is_prompt=(start == 0)))
-            frames = frames[:, used:]
-            self.tokens_done = start + size
-        self._frames = [frames]
+            pending = pending[:, n_frames:]
+            self.tokens_done = start + n_tokens
+        self._frames = [pending]
         if final:
-            if frames.shape[1]:
-                raise AssertionError("padded stream is not a whole number of tokens")  # by design
+            # The padded stream is a whole number of tokens and at least the prompt long, so
+            # nothing may be left over.
+            assert pending.shape[1] == 0, pending.shape
             if steps:
                 last = steps[-1]
                 steps[-1] = ChunkStep(last.token_start, last.token_end, last.mel,

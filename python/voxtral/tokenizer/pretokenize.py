@@ -199,7 +199,7 @@ def translate(pattern: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def compile_pattern(pattern: str = TEKKEN_PATTERN) -> re.Pattern:
-    """The compiled Python equivalent of a tekken pattern (cached: building it takes ~0.5 s)."""
+    """The compiled Python equivalent of a tekken pattern (cached: the classes take ~0.15 s natively)."""
     try:
         return re.compile(translate(pattern))
     except re.error as exc:

@@ -210,6 +210,7 @@ class GGUFFile:
         self.source = source
         cur = _Cursor(source)
         self.version, self.metadata, self.alignment, table, end = _parse_header(cur)
+        self.header_nbytes = end  # header + metadata + tensor table, before the padding
         # the data section starts at the next multiple of the alignment after the table
         self.data_offset = -(-end // self.alignment) * self.alignment
         self.tensors: dict[str, TensorInfo] = {}

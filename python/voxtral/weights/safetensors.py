@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import mmap
 import os
 import struct
 from typing import Iterator
@@ -78,9 +77,11 @@ class SafetensorsFile:
             return np.empty(0, np.uint8)
         if self._mm is None:
             try:
+                import mmap  # may be missing or limited in a browser runtime
+
                 fh = self._src._file()
                 self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError, AttributeError):  # e.g. no mmap in this runtime
+            except (ImportError, OSError, ValueError, AttributeError):
                 self._mm = False
         if self._mm is False:
             return np.frombuffer(self._src.read(self.data_start + begin, end - begin), np.uint8)

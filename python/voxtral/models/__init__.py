@@ -1,0 +1,1 @@
+"""Model code, written once against the ops interface (see voxtral.backends)."""

@@ -1,0 +1,211 @@
+"""Greedy decode loops: offline (`transcribe`, ASR spec section 9) and streaming (`ASRStream`, §11).
+
+Both drive the same `DecoderSession`, so they differ only in how the encoder sees the mel (whole
+clip vs 8-frame steps with conv states and KV rings) and give the same tokens.
+
+Protocol (spec section 8): prompt = BOS + STREAMING_PAD × (n_left_pad_tokens + delay_tokens),
+fed at positions 0…L-1 together with audio embeddings 0…L-1 (one batched prefill). The first
+token is the argmax at position L-1; afterwards position p gets audio_emb[p] + E[token decided at
+p-1]. Decoding stops at EOS or when the audio embeddings run out (at most N - L + 1 tokens, N - 38
+for the default 480 ms delay; HF generate stops one step earlier).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...config import ASRConfig, AudioStreamingConfig
+
+BOS_ID, EOS_ID, STREAMING_PAD_ID = 1, 2, 32  # defaults; pass the tokenizer's special_id(...)
+
+# Encoder chunk limit for ASRStream.push_mel: a caller pushing minutes of mel at once still runs
+# the encoder in bounded pieces (the KV rings stay bounded either way).
+MAX_TOKENS_PER_ENCODER_CHUNK = 32
+
+
+def prompt_ids(cfg: ASRConfig, delay_tokens: int, bos_id: int = BOS_ID,
+               pad_id: int = STREAMING_PAD_ID) -> list[int]:
+    """[BOS] + [STREAMING_PAD] × (n_left_pad_tokens + delay_tokens): 39 ids for 480 ms."""
+    return [bos_id] + [pad_id] * (cfg.audio.n_left_pad_tokens + delay_tokens)
+
+
+@dataclass
+class Transcription:
+    tokens: list[int] = field(default_factory=list)  # generated ids, EOS excluded
+    positions: list[int] = field(default_factory=list)  # decoder position that decided each token
+    eos: bool = False  # EOS was generated (not listed in tokens)
+    logits: list[np.ndarray] | None = None  # per decision step [vocab] (incl. the EOS step)
+
+
+class DecoderSession:
+    """Greedy decoder state: KV caches, time-conditioning scales, last token, next position."""
+
+    def __init__(self, model, delay_tokens: int, bos_id=BOS_ID, eos_id=EOS_ID,
+                 pad_id=STREAMING_PAD_ID, keep_logits=False):
+        self.model = model
+        self.ops = model.ops
+        self.eos_id = eos_id
+        self.prompt = prompt_ids(model.config, delay_tokens, bos_id, pad_id)
+        self.caches = model.decoder.new_caches(self.ops)
+        self.scales = model.decoder.ffn_scales(self.ops, delay_tokens)
+        self.result = Transcription(logits=[] if keep_logits else None)
+        self.next_position = 0
+        self.last_token: int | None = None  # fed at the next position
+        self._pending = []  # audio embeddings received before the prompt is complete
+        self._n_pending = 0
+
+    @property
+    def done(self) -> bool:
+        return self.result.eos
+
+    def feed(self, audio_emb) -> list[int]:
+        """Consume audio embeddings [k, dim] for the next k positions; returns the new tokens."""
+        new: list[int] = []
+        ops = self.ops
+        if self.done or audio_emb.shape[0] == 0:
+            return new
+        if self.next_position == 0:  # still collecting the prompt's audio
+            self._pending.append(audio_emb)
+            self._n_pending += audio_emb.shape[0]
+            if self._n_pending < len(self.prompt):
+                return new
+            audio_emb = ops.concat_rows(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending, self._n_pending = [], 0
+            n = len(self.prompt)
+            new += self._prefill(ops.rows(audio_emb, 0, n))
+            audio_emb = ops.rows(audio_emb, n, audio_emb.shape[0])
+        for i in range(audio_emb.shape[0]):
+            if self.done:
+                break
+            new += self._step(ops.rows(audio_emb, i, i + 1))
+        return new
+
+    def _prefill(self, audio_emb) -> list[int]:
+        x = self.ops.add(audio_emb, self.model.decoder.embed(self.ops, self.prompt))  # [L, dim]
+        return self._forward(x)
+
+    def _step(self, audio_emb) -> list[int]:
+        x = self.ops.add(audio_emb, self.model.decoder.embed(self.ops, [self.last_token]))  # [1, dim]
+        return self._forward(x)
+
+    def _forward(self, x) -> list[int]:
+        ops, dec = self.ops, self.model.decoder
+        m = x.shape[0]
+        positions = np.arange(self.next_position, self.next_position + m, dtype=np.int64)
+        h = dec(ops, x, positions, self.caches, self.scales)
+        logits = dec.logits(ops, ops.rows(h, m - 1, m))  # [1, vocab]: only the last row decides
+        token = int(ops.to_host(ops.argmax(logits))[0])
+        self.next_position += m
+        if self.result.logits is not None:
+            self.result.logits.append(np.array(ops.to_host(logits)[0]))
+        self.last_token = token
+        if token == self.eos_id:
+            self.result.eos = True
+            return []
+        self.result.tokens.append(token)
+        self.result.positions.append(int(positions[-1]))
+        return [token]
+
+    def kv_slots(self) -> int:
+        return max(c.n_slots for c in self.caches)
+
+
+def _resolve_delay(model, delay_ms, delay_tokens) -> int:
+    if delay_tokens is not None:
+        return int(delay_tokens)
+    return model.config.audio.num_delay_tokens(delay_ms)
+
+
+def transcribe(model, mel, delay_ms: float | None = None, *, delay_tokens: int | None = None,
+               bos_id: int = BOS_ID, eos_id: int = EOS_ID, pad_id: int = STREAMING_PAD_ID,
+               return_logits: bool = False) -> Transcription:
+    """Offline greedy transcription of a padded clip's mel [n_mels, 8N] (spec section 9).
+
+    The mel must come from audio padded per spec 4.2 (32 tokens of zeros on the left, alignment +
+    n_right_pad_tokens on the right). delay_ms defaults to the config's transcription delay.
+    """
+    delay = _resolve_delay(model, delay_ms, delay_tokens)
+    session = DecoderSession(model, delay, bos_id, eos_id, pad_id, keep_logits=return_logits)
+    session.feed(model.audio_embeddings(mel))  # [N, dim]
+    return session.result
+
+
+class ASRStream:
+    """True streaming transcription: push mel frames as they are computed, get tokens as decided.
+
+    Frames are consumed 8 at a time (one audio token, 80 ms): the encoder runs incrementally (conv
+    states, KV rings of window + 4 rows), the decoder prefills once the prompt's L positions have
+    audio (L·8 mel frames, 312 for 480 ms) and then decides one token per 8 frames. At end of
+    stream the caller pushes the mel of the right pad (alignment + n_right_pad_tokens of zeros,
+    spec 4.2) — without it the last words, which sit behind the delay, are never emitted.
+    """
+
+    def __init__(self, model, delay_ms: float | None = None, *, delay_tokens: int | None = None,
+                 bos_id: int = BOS_ID, eos_id: int = EOS_ID, pad_id: int = STREAMING_PAD_ID,
+                 keep_logits: bool = False):
+        self.model = model
+        self.delay_tokens = _resolve_delay(model, delay_ms, delay_tokens)
+        self.encoder = model.encoder_stream()
+        self.session = DecoderSession(model, self.delay_tokens, bos_id, eos_id, pad_id, keep_logits)
+        self.frames_per_token = model.mel_frames_per_token
+        self._mel = np.zeros((model.config.audio.num_mel_bins, 0), dtype=np.float32)  # [n_mels, <8]
+
+    @property
+    def result(self) -> Transcription:
+        return self.session.result
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.session.result.tokens
+
+    @property
+    def positions(self) -> list[int]:
+        return self.session.result.positions
+
+    @property
+    def done(self) -> bool:
+        """EOS was generated; further audio is ignored."""
+        return self.session.done
+
+    @property
+    def mel_frames_needed_for_first_token(self) -> int:
+        return len(self.session.prompt) * self.frames_per_token
+
+    def push_mel(self, frames) -> list[int]:
+        """frames [n_mels, t] (any t >= 0) -> ids decided by them (EOS excluded)."""
+        if self.done:
+            return []
+        self._mel = np.concatenate([self._mel, np.asarray(frames, dtype=self._mel.dtype)], axis=1)
+        n_tok = self._mel.shape[1] // self.frames_per_token
+        new: list[int] = []
+        for start in range(0, n_tok, MAX_TOKENS_PER_ENCODER_CHUNK):
+            stop = min(n_tok, start + MAX_TOKENS_PER_ENCODER_CHUNK)
+            chunk = self._mel[:, start * self.frames_per_token:stop * self.frames_per_token]
+            audio_emb = self.model.adapter(self.model.ops, self.encoder.step(chunk))  # [k, dim]
+            new += self.session.feed(audio_emb)
+            if self.done:
+                break
+        self._mel = self._mel[:, n_tok * self.frames_per_token:]
+        return new
+
+    def kv_slots(self) -> dict[str, int]:
+        """Rows allocated per layer in the encoder and decoder KV caches (bounded by the windows)."""
+        return {"encoder": self.encoder.kv_slots(), "decoder": self.session.kv_slots()}
+
+
+def token_times(positions, delay_tokens: int, cfg: ASRConfig | AudioStreamingConfig) -> np.ndarray:
+    """Approximate time (s, from the start of the real audio) each token refers to.
+
+    Position p carries padded audio token p, i.e. real audio [(p - n_left)·T, (p - n_left + 1)·T)
+    with T = 80 ms. A token decided at p has heard audio up to (p - n_left + 1)·T and, being
+    delay_tokens behind, describes audio around (p - n_left - delay_tokens)·T. For the output index
+    k = p - (n_left + delay_tokens) (k = 0 is the first token, decided at the last prompt
+    position), the measured convention (spec section 8) is: the first text token of a word at
+    output index k marks the word's END at ≈ (k - 1)·T. This returns
+    (p - n_left - delay_tokens - 1)·T for each p (negative values = before the audio started).
+    """
+    audio = cfg.audio if isinstance(cfg, ASRConfig) else cfg
+    tok_s = audio.raw_audio_length_per_tok / audio.sampling_rate  # 0.08 s
+    p = np.asarray(positions, dtype=np.float64)
+    return (p - audio.n_left_pad_tokens - delay_tokens - 1) * tok_s
