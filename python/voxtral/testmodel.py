@@ -25,7 +25,8 @@ import numpy as np
 from voxtral.layout import asr_tensor_shapes, is_q4_candidate, tts_tensor_shapes
 from voxtral.presets import asr_params, tts_params
 from voxtral.weights.loader import KEY_KIND, KEY_PARAMS, KEY_TEKKEN, VOICE_PREFIX
-from voxtral.weights.torch_pt import bf16_bits_to_f32, f32_to_bf16_bits, write_pt_bf16
+from voxtral.weights.safetensors import f32_to_bf16_bits, write_safetensors_bf16_stream
+from voxtral.weights.torch_pt import bf16_bits_to_f32, write_pt_bf16
 
 DEFAULT_SHARD_BYTES = 512 * 1024 * 1024
 
@@ -99,26 +100,6 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
 
 
-def write_safetensors_bf16_stream(path: str, shapes: dict[str, tuple[int, ...]], produce, progress=None):
-    """Write BF16 tensors one at a time: the header (all offsets) is known from the shapes alone,
-    so a full 8.9 GB checkpoint never sits in memory."""
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        n = 2 * int(np.prod(shape))
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    hbytes = json.dumps(header, separators=(",", ":")).encode()
-    hbytes += b" " * (-len(hbytes) % 8)  # keep the data section 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(len(hbytes).to_bytes(8, "little"))
-        f.write(hbytes)
-        for name, shape in shapes.items():
-            bits = f32_to_bf16_bits(produce(name, shape))
-            f.write(bits.tobytes())
-            if progress is not None:
-                progress.update(bits.nbytes)
-
-
 def write_mistral_dir(kind: str, out_dir: str, params: dict, seed: int, progress: bool = False) -> str:
     os.makedirs(out_dir, exist_ok=True)
     shapes = model_shapes(kind, params)
@@ -128,7 +109,7 @@ def write_mistral_dir(kind: str, out_dir: str, params: dict, seed: int, progress
         json.dump(model_tekken(kind, params), f, ensure_ascii=False)
     bar = _progress(2 * sum(math.prod(s) for s in shapes.values()), "safetensors", progress)
     write_safetensors_bf16_stream(os.path.join(out_dir, "consolidated.safetensors"), shapes,
-                                  lambda n, s: random_tensor(n, s, seed), bar)
+                                  lambda n, s: random_tensor(n, s, seed), progress=bar)
     if bar is not None:
         bar.close()
     if kind == "tts":

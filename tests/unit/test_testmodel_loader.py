@@ -67,7 +67,7 @@ def test_against_gguf_reader(models):
     """Our GGUF view (names, PyTorch-order shapes, raw bytes) equals gguf's own reader."""
     import gguf
     kind, paths = models
-    path = [os.path.join(paths["gguf"], f) for f in os.listdir(paths["gguf"]) if f.endswith(".gguf")][0]
+    path = paths["gguf"]
     ref = gguf.GGUFReader(path)
     ours = open_model(path)
     for t in ref.tensors:
@@ -105,7 +105,7 @@ def test_voice_pt_files_read_by_torch(models):
 def _rewrite_without(src_dir, dst_dir, drop=None, reshape=None):
     """Copy a Mistral test model, dropping or mis-shaping one tensor."""
     from voxtral.weights.safetensors import SafetensorsFile
-    from voxtral.testmodel import write_safetensors_bf16_stream
+    from voxtral.weights.safetensors import write_safetensors_bf16_stream
     shutil.copytree(src_dir, dst_dir)
     st = SafetensorsFile(os.path.join(src_dir, "consolidated.safetensors"))
     shapes = {n: tuple(st.shape(n)) for n in st.names if n != drop}

@@ -163,21 +163,33 @@ def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
 
 def write_safetensors_bf16(path: str | os.PathLike, tensors: dict, metadata: dict | None = None) -> None:
     """Write float arrays as a BF16 safetensors file (for generating test models)."""
+    shapes = {name: tuple(np.shape(arr)) for name, arr in tensors.items()}
+    write_safetensors_bf16_stream(path, shapes, lambda name, shape: tensors[name], metadata)
+
+
+def write_safetensors_bf16_stream(path: str | os.PathLike, shapes: dict, produce, metadata: dict | None = None,
+                                  progress=None) -> None:
+    """Write BF16 tensors one at a time: `produce(name, shape)` returns each float array when its
+    turn comes. The header (all offsets) follows from the shapes alone, so an 8.9 GB checkpoint
+    never sits in memory. `progress.update(nbytes)` is called per tensor when given."""
     header: dict = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
-    for name, arr in tensors.items():
-        n = int(np.asarray(arr).size) * 2
-        header[name] = {"dtype": "BF16", "shape": list(np.shape(arr)),
-                        "data_offsets": [offset, offset + n]}
+    for name, shape in shapes.items():
+        n = int(np.prod(shape, dtype=np.int64)) * 2
+        header[name] = {"dtype": "BF16", "shape": [int(v) for v in shape], "data_offsets": [offset, offset + n]}
         offset += n
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)  # pad so the data starts 8-byte aligned, as safetensors does
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
-        for arr in tensors.values():
-            flat = np.asarray(arr, dtype=np.float32).reshape(-1)
+        for name, shape in shapes.items():
+            flat = np.asarray(produce(name, shape), dtype=np.float32).reshape(-1)
+            if flat.size != int(np.prod(shape, dtype=np.int64)):
+                raise ValueError(f"{name}: produced {flat.size} values for shape {list(shape)}")
             for i in range(0, flat.size, 1 << 22):  # convert in chunks: 16 MB of float32 each
                 f.write(f32_to_bf16_bits(flat[i:i + (1 << 22)]).astype("<u2").tobytes())
+            if progress is not None:
+                progress.update(2 * flat.size)

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 
 from voxtral.errors import ModelFormatError
+from voxtral.weights.safetensors import f32_to_bf16_bits
 
 _DTYPES = {"BFloat16Storage": "bf16", "FloatStorage": np.float32, "HalfStorage": np.float16}
 
@@ -46,13 +47,6 @@ class _Unpickler(pickle.Unpickler):
 def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
     # BF16 is the high half of an IEEE f32: the conversion is exact.
     return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """Round to nearest even, as torch's .to(bfloat16)."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = u + (0x7FFF + ((u >> 16) & 1))
-    return (rounded >> 16).astype(np.uint16)
 
 
 def read_pt_tensor(path_or_bytes) -> np.ndarray:
