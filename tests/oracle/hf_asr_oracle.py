@@ -13,10 +13,20 @@ from dataclasses import dataclass
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
+import wave  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import (VoxtralRealtimeConfig, VoxtralRealtimeFeatureExtractor,  # noqa: E402
                           VoxtralRealtimeForConditionalGeneration)
+
+# numpy's BLAS threads and torch's OpenMP threads fight over 2 cores (10-50x slowdowns seen).
+torch.set_num_threads(1)
 
 P = "mm_streams_embeddings.embedding_module."
 EP = P + "whisper_encoder."
@@ -59,7 +69,14 @@ def hf_config(s: TinyShape) -> VoxtralRealtimeConfig:
         downsample_factor=4, audio_length_per_tok=8, default_num_delay_tokens=6)
 
 
-def build_hf_model(s: TinyShape, seed: int, gain: float = 0.5) -> VoxtralRealtimeForConditionalGeneration:
+# Std of each random matrix = gain / sqrt(fan_in), by parameter-name fragment (first match wins).
+# The spec's uniform 0.5 makes a nearly position-independent model (encoder output dominated by its
+# mean, decoder dominated by the fed-back token): greedy output repeats one token. A livelier conv
+# stem and decoder make the output depend on the audio (tests assert >= 3 distinct tokens).
+DEFAULT_GAINS = (("embedder.", 1.5), ("language_model.layers.", 1.5), ("embed_tokens", 1.0), ("", 0.5))
+
+
+def build_hf_model(s: TinyShape, seed: int, gains=DEFAULT_GAINS) -> VoxtralRealtimeForConditionalGeneration:
     """Random tiny model: matrices ~ N(0, (gain/√fan_in)²), norms 1 + 0.1·N, biases 0.05·N, bf16-exact."""
     torch.manual_seed(seed)
     model = VoxtralRealtimeForConditionalGeneration(hf_config(s)).eval().float()
@@ -69,8 +86,8 @@ def build_hf_model(s: TinyShape, seed: int, gain: float = 0.5) -> VoxtralRealtim
                 p.copy_(1 + 0.1 * torch.randn_like(p))
             elif p.dim() > 1:
                 fan_in = p.shape[1] * (p.shape[2] if p.dim() == 3 else 1)
-                g = 1.0 if name.endswith("embed_tokens.weight") else gain
-                p.copy_(torch.randn_like(p) * g / math.sqrt(fan_in))
+                gain = next(g for key, g in gains if key in name)
+                p.copy_(torch.randn_like(p) * gain / math.sqrt(fan_in))
             else:
                 p.copy_(torch.randn_like(p) * 0.05)
             p.copy_(p.to(torch.bfloat16).float())  # values representable in the BF16 file
@@ -189,7 +206,8 @@ def hf_audio(model, mel):
 
 def hf_generate(model, prompt, mel, delay_tokens):
     """HF greedy generate: (new token ids incl. a final EOS if any, per-step logits [steps, vocab])."""
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "model-agnostic default max_length": HF sets it to N itself
         out = model.generate(input_ids=torch.tensor([prompt]), input_features=_t(mel, model),
                              num_delay_tokens=delay_tokens, do_sample=False,
                              return_dict_in_generate=True, output_logits=True)
@@ -204,3 +222,76 @@ def hf_teacher_logits(model, ids, mel, delay_tokens):
         out = model(input_ids=torch.tensor([ids]), input_features=_t(mel, model),
                     num_delay_tokens=delay_tokens)
     return out.logits[0].numpy()
+
+
+# ------------------------------------------------------------------------------ test signals
+SR = 16000
+
+
+def noise(seconds: float, seed: int, level: float = 0.1) -> np.ndarray:
+    return (level * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def vowels(seconds: float, seed: int) -> np.ndarray:
+    """Speech-like signal: 250 ms syllables of harmonic vowels (random f0 and 3 formants), some
+    silent, with a smooth envelope — enough spectral change to make the tiny models' output vary."""
+    rng = np.random.default_rng(seed)
+    seg = int(0.25 * SR)
+    out = np.zeros(int(seconds * SR))
+    t = np.arange(seg) / SR
+    env = np.sin(np.pi * np.arange(seg) / seg) ** 2
+    for start in range(0, len(out) - seg + 1, seg):
+        if rng.random() < 0.25:
+            continue  # a pause
+        f0 = rng.uniform(90, 220)
+        formants = (rng.uniform(300, 900), rng.uniform(900, 2500), rng.uniform(2400, 3500))
+        sig = np.zeros(seg)
+        for h in range(1, int(4000 / f0)):
+            amp = sum(np.exp(-((h * f0 - f) / 120.0) ** 2) for f in formants) + 0.02
+            sig += amp / np.sqrt(h) * np.sin(2 * np.pi * h * f0 * t + rng.uniform(0, 2 * np.pi))
+        out[start:start + seg] = sig * env
+    return (0.3 * out / max(np.abs(out).max(), 1e-9)).astype(np.float32)
+
+
+def read_wav_mono16k(path) -> np.ndarray:
+    """16-bit PCM WAV -> float32 mono in [-1, 1] (stdlib only); resampled if not 16 kHz."""
+    with wave.open(str(path), "rb") as w:
+        sr, ch, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+        data = w.readframes(w.getnframes())
+    if width != 2:
+        raise ValueError(f"{path}: {8 * width}-bit WAV not supported here")
+    x = np.frombuffer(data, dtype="<i2").astype(np.float32).reshape(-1, ch).mean(1) / 32768.0
+    return x if sr == SR else resample(x, sr)
+
+
+def resample(x: np.ndarray, sr: int) -> np.ndarray:
+    try:
+        import soxr
+        return soxr.resample(x, sr, SR, quality="HQ").astype(np.float32)
+    except ImportError:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+        g = gcd(SR, sr)
+        return resample_poly(x, SR // g, sr // g).astype(np.float32)
+
+
+def espeak(text: str) -> np.ndarray | None:
+    """Synthetic speech from espeak-ng at 16 kHz, or None when espeak-ng is not installed."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "speech.wav"
+        subprocess.run([exe, "-v", "en", "-s", "160", "-w", str(path), text], check=True,
+                       capture_output=True)
+        return read_wav_mono16k(path)
+
+
+def shared_audio_dir() -> Path | None:
+    """The project's shared test recordings, when this checkout has them."""
+    here = Path(__file__).resolve()
+    for cand in (here.parents[2] / "shared" / "data" / "audio", Path("/work/shared/data/audio")):
+        if cand.is_dir():
+            return cand
+    return None

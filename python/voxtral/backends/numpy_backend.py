@@ -289,6 +289,8 @@ class NumpyOps:
             hit = self._weight_cache.get(id(table))
             if hit is not None and hit[0] is table:  # already dense (used as LM head)
                 return hit[1][ids]
+            if hasattr(table, "take"):  # Q4Tensor: batched row dequantization
+                return np.asarray(table.take(ids), dtype=self.dtype).reshape(len(ids), table.shape[1])
             rows = [np.asarray(table.row(int(i)), dtype=self.dtype).reshape(-1) for i in ids]
             return np.stack(rows) if rows else np.zeros((0, table.shape[1]), dtype=self.dtype)
         return np.asarray(table[ids], dtype=self.dtype)

@@ -66,21 +66,24 @@ class LayerWeights:
 class KVCache:
     """Keys and values of one attention layer, every row tagged with its absolute position.
 
-    capacity None: unbounded (grows by doubling). Otherwise a ring buffer of `capacity` rows: new
-    rows overwrite the oldest, so memory never exceeds capacity × width per tensor, however long
-    the stream. Rows stay in storage order; attention masks by position, so order is irrelevant.
-    Appended positions must increase (a stream never goes back in time).
+    capacity None: unbounded. Otherwise a ring buffer of at most `capacity` rows: once full, new
+    rows overwrite the oldest, so memory never exceeds capacity × width per tensor however long the
+    stream. Storage grows by doubling up to the capacity (a 8192-row decoder window is not
+    allocated for a 10 s clip; in wasm32 untouched zeros are not free). Rows stay in storage order;
+    attention masks by position, so order is irrelevant. Appended positions must increase.
     """
+
+    INITIAL_ROWS = 64
 
     def __init__(self, ops, width: int, capacity: int | None = None):
         self.ops = ops
         self.width = width
         self.capacity = capacity
-        n = capacity if capacity is not None else 64
+        n = self.INITIAL_ROWS if capacity is None else min(capacity, self.INITIAL_ROWS)
         self.keys = ops.zeros((n, width))  # [slots, n_kv_heads*head_dim]
         self.values = ops.zeros((n, width))  # [slots, n_kv_heads*head_dim]
         self.positions = np.full(n, EMPTY_POSITION, dtype=np.int64)  # [slots]
-        self.n_appended = 0  # rows ever appended (ring write index = n_appended % capacity)
+        self.n_appended = 0  # rows ever appended; ring write index = n_appended % capacity
 
     @property
     def n_stored(self) -> int:
@@ -101,19 +104,27 @@ class KVCache:
     def append(self, k, v, positions) -> None:
         positions = np.asarray(positions, dtype=np.int64)
         m = positions.shape[0]
-        if self.capacity is None:
+        cap = self.capacity
+        if cap is None:
             self._grow_to(self.n_appended + m)
             self._write(self.n_appended, k, v, positions)
+            self.n_appended += m
+            return
+        if m > cap:  # only the newest `cap` rows can survive anyway
+            skip = m - cap
+            k, v, positions = self.ops.rows(k, skip, m), self.ops.rows(v, skip, m), positions[skip:]
+            self._grow_to(cap)
+            self.n_appended += skip
+            m = cap
         else:
-            if m > self.capacity:  # only the newest `capacity` rows can survive anyway
-                skip = m - self.capacity
-                k, v = self.ops.rows(k, skip, m), self.ops.rows(v, skip, m)
-                positions, self.n_appended, m = positions[skip:], self.n_appended + skip, self.capacity
-            start = self.n_appended % self.capacity
-            first = min(m, self.capacity - start)  # rows before the ring wraps
-            self._write(start, self.ops.rows(k, 0, first), self.ops.rows(v, 0, first), positions[:first])
-            if first < m:
-                self._write(0, self.ops.rows(k, first, m), self.ops.rows(v, first, m), positions[first:])
+            self._grow_to(min(cap, self.n_appended + m))
+        # Until the ring is full, n_appended + m <= n_slots and nothing wraps; once it can wrap,
+        # storage has reached `cap` rows, so indices modulo cap address it.
+        start = self.n_appended % cap
+        first = min(m, cap - start)  # rows before the ring wraps
+        self._write(start, self.ops.rows(k, 0, first), self.ops.rows(v, 0, first), positions[:first])
+        if first < m:
+            self._write(0, self.ops.rows(k, first, m), self.ops.rows(v, first, m), positions[first:])
         self.n_appended += m
 
     def view(self):
@@ -129,20 +140,25 @@ class KVCache:
         self.positions[start:start + positions.shape[0]] = positions
 
     def _grow_to(self, n: int) -> None:
+        """Reallocate to hold n rows (doubling); only called before the ring first wraps."""
         if n <= self.n_slots:
             return
         size = max(n, 2 * self.n_slots)
+        if self.capacity is not None:
+            size = min(size, self.capacity)
+        kept = min(self.n_appended, self.n_slots)  # rows 0..kept-1 are in append order
         keys, values = self.ops.zeros((size, self.width)), self.ops.zeros((size, self.width))
-        self.ops.write_rows(keys, 0, self.ops.rows(self.keys, 0, self.n_appended))
-        self.ops.write_rows(values, 0, self.ops.rows(self.values, 0, self.n_appended))
+        self.ops.write_rows(keys, 0, self.ops.rows(self.keys, 0, kept))
+        self.ops.write_rows(values, 0, self.ops.rows(self.values, 0, kept))
         positions = np.full(size, EMPTY_POSITION, dtype=np.int64)
-        positions[:self.n_appended] = self.positions[:self.n_appended]
+        positions[:kept] = self.positions[:kept]
         self.keys, self.values, self.positions = keys, values, positions
 
 
 def new_kv_caches(ops, cfg: TransformerConfig, extra_rows: int = 1) -> list[KVCache]:
     """One cache per layer, bounded to sliding_window + extra_rows - 1 rows when the stack has a
-    window (extra_rows = rows added per regular step: 1 for a decoder, 4 for the encoder)."""
+    window (extra_rows = rows added per regular step: 1 for a decoder, 4 for the encoder), so a
+    regular step attends in place; larger batches take the concatenating path."""
     width = cfg.n_kv_heads * cfg.head_dim
     cap = None if cfg.sliding_window is None else cfg.sliding_window + extra_rows - 1
     return [KVCache(ops, width, cap) for _ in range(cfg.n_layers)]

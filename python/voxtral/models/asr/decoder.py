@@ -41,19 +41,20 @@ class ASRDecoder:
                     for i in range(self.cfg.n_layers)]
         self.norm = weights["norm.weight"]
         self.tok_embeddings = weights[P + "tok_embeddings.weight"]  # [vocab, dim], also the LM head
-        self._ffn_scales: dict[tuple[int, int], list] = {}
+        self._ffn_scales: dict[tuple[int, int], tuple[object, list]] = {}  # (id(ops), delay) -> (ops, scales)
 
     def ffn_scales(self, ops, delay_tokens: int) -> list:
-        """Per layer (1 + s_l) as [1, dim]; cached per (ops, delay)."""
+        """Per layer (1 + s_l) as [1, dim]; computed once per (ops, delay)."""
         key = (id(ops), int(delay_tokens))
-        if key not in self._ffn_scales:
+        hit = self._ffn_scales.get(key)
+        if hit is None or hit[0] is not ops:
             t_cond = ops.asarray(time_embedding(delay_tokens, self.cfg.dim)[None, :])  # [1, dim]
             scales = []
             for w_down, w_up in self.ada:
                 s = ops.linear(ops.gelu(ops.linear(t_cond, w_down)), w_up)  # [1, dim]
                 scales.append(ops.add(s, ops.asarray(np.ones((1, 1)))))
-            self._ffn_scales[key] = scales
-        return self._ffn_scales[key]
+            self._ffn_scales[key] = (ops, scales)
+        return self._ffn_scales[key][1]
 
     def new_caches(self, ops) -> list:
         return new_kv_caches(ops, self.cfg, extra_rows=1)

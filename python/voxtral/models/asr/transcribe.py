@@ -176,7 +176,7 @@ class ASRStream:
         """frames [n_mels, t] (any t >= 0) -> ids decided by them (EOS excluded)."""
         if self.done:
             return []
-        self._mel = np.concatenate([self._mel, np.asarray(frames, dtype=self._mel.dtype)], axis=1)
+        self._mel = np.concatenate([self._mel, np.asarray(frames)], axis=1)  # keeps float64 input
         n_tok = self._mel.shape[1] // self.frames_per_token
         new: list[int] = []
         for start in range(0, n_tok, MAX_TOKENS_PER_ENCODER_CHUNK):
