@@ -1,0 +1,131 @@
+"""`voxtral transcribe`: a WAV file in, text / JSON / SRT / VTT out.
+
+Without --model it looks for real weights under ./models (or $VOXTRAL_MODELS); with none there it
+generates a small random-weight demo model, says so, and says how to get the real weights.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from voxtral.errors import VoxtralError
+
+# Where real ASR weights are looked for, in order (names as the published files and the seed
+# project's server use them).
+ASR_MODEL_CANDIDATES = ("voxtral-q4-shards", "voxtral-q4.gguf", "Voxtral-Mini-4B-Realtime-2602")
+DEMO_ASR_DIR = "demo-asr-tiny"
+
+HOW_TO_GET_WEIGHTS = """\
+To use the real model, download one of (Hugging Face hub):
+  mistralai/Voxtral-Mini-4B-Realtime-2602   (BF16: params.json, consolidated.safetensors, tekken.json)
+  TrevorJS/voxtral-mini-realtime-gguf       (Q4: voxtral-q4.gguf, or shard-aa .. shard-ae)
+and put it under models/ (e.g. models/voxtral-q4-shards/) or pass --model PATH."""
+
+
+def models_dir() -> str:
+    return os.environ.get("VOXTRAL_MODELS", "models")
+
+
+def find_asr_model() -> str | None:
+    base = models_dir()
+    for name in ASR_MODEL_CANDIDATES:
+        p = os.path.join(base, name)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def demo_asr_model(quiet: bool = False) -> str:
+    """Path of the random-weight demo model, generated on first use."""
+    path = os.path.join(models_dir(), DEMO_ASR_DIR)
+    if not os.path.exists(os.path.join(path, "params.json")):
+        from voxtral.testmodel import make_test_model
+        if not quiet:
+            print(f"voxtral: generating a random-weight demo model in {path} ...", file=sys.stderr)
+        make_test_model("asr", path, seed=0, fmt="mistral", preset="tiny")
+    return path
+
+
+def resolve_model(arg: str | None, quiet: bool = False) -> tuple[str, bool]:
+    """(path, is_demo)."""
+    if arg:
+        return arg, False
+    found = find_asr_model()
+    if found:
+        return found, False
+    path = demo_asr_model(quiet)
+    print("voxtral: NOTE: no real weights found under "
+          f"{models_dir()}/; using a RANDOM-WEIGHT DEMO MODEL ({path}).\n"
+          "voxtral: its transcript is meaningless text; it shows the pipeline works.\n"
+          + "\n".join("voxtral: " + line for line in HOW_TO_GET_WEIGHTS.splitlines()), file=sys.stderr)
+    return path, True
+
+
+def _cmd_transcribe(args) -> int:
+    from voxtral.asr_pipeline import ASRPipeline
+    from voxtral.audio import load_audio
+    from voxtral.transcript import FORMATTERS
+    from voxtral.weights.loader import open_model
+
+    if args.delay_ms is not None and (args.delay_ms <= 0 or args.delay_ms % 80 != 0):
+        raise VoxtralError(f"--delay-ms must be a positive multiple of 80 (got {args.delay_ms})")
+    audio = load_audio(args.audio, 16000)
+    if audio.size == 0:
+        raise VoxtralError(f"{args.audio}: no audio samples")
+    path, _ = resolve_model(args.model, args.quiet)
+    backend = args.backend
+    if backend == "auto":
+        backend = "numpy"  # the WebGPU backend lands with issue 4
+    pipe = ASRPipeline(open_model(path), backend=backend)
+    seconds = len(audio) / 16000
+
+    bar = None
+    if not args.quiet and seconds > 5 and sys.stderr.isatty() or (args.progress and not args.quiet):
+        from tqdm import tqdm
+        bar = tqdm(total=round(seconds, 1), unit="s", desc="transcribing", file=sys.stderr, leave=False)
+
+    def progress(done, total):
+        if bar is not None:
+            bar.n = round(done, 1)
+            bar.refresh()
+
+    def on_text(text):
+        if args.stream:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    tr = pipe.transcribe(audio, delay_ms=args.delay_ms, on_text=on_text if args.stream else None,
+                         progress=progress)
+    if bar is not None:
+        bar.close()
+    if args.stream:
+        sys.stdout.write("\n")
+        if args.format == "text":
+            return 0
+    out = FORMATTERS[args.format](tr)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(out + ("\n" if not out.endswith("\n") else ""))
+    else:
+        print(out)
+    return 0
+
+
+def register(sub) -> None:
+    t = sub.add_parser(
+        "transcribe", help="transcribe a WAV file",
+        description="Transcribe speech with Voxtral Mini 4B Realtime. AUDIO is a WAV file (PCM 8/16/24/32-bit "
+                    "or float, any channel count and sample rate; resampled to 16 kHz mono).")
+    t.add_argument("audio", help="WAV file")
+    t.add_argument("--model", help="model directory, .gguf or shard directory (default: look under "
+                                   "./models, else a generated random-weight demo model)")
+    t.add_argument("--backend", choices=["auto", "numpy", "numpy64"], default="auto",
+                   help="compute backend (auto: WebGPU when available, else numpy)")
+    t.add_argument("--delay-ms", type=float, default=None,
+                   help="transcription delay in ms, a multiple of 80 (default: the model's, 480)")
+    t.add_argument("--format", choices=["text", "json", "srt", "vtt"], default="text")
+    t.add_argument("--stream", action="store_true", help="print text as it is decided")
+    t.add_argument("-o", "--output", help="write the result to this file instead of stdout")
+    t.add_argument("--progress", action="store_true", help="always show the progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or notices")
+    t.set_defaults(func=_cmd_transcribe)
