@@ -1,8 +1,17 @@
 """log_mel (numpy) against the HF oracle `VoxtralRealtimeFeatureExtractor` (transformers 5.24).
 
-Each input is padded as in ASR spec 4.2 (pad_for_offline) before both; the tolerance is 1e-4 max
-abs (both compute in float32; measured differences are a few 1e-6). Random inputs are fresh each
-run; the seed is in every failure message (set VOXTRAL_TEST_SEED to replay one).
+Each input is padded as in ASR spec 4.2 (pad_for_offline) before both. Tolerance 1e-4 max abs,
+checked against two oracles:
+
+* HF's own code path run in float64 with torch (`_hf_pipeline_float64`, same calls as
+  `_torch_extract_fbank_features`): ours (float32) must be within 1e-4 (measured <= 3e-5);
+* the float32 feature extractor itself: within 1e-4 plus that extractor's own float32 error
+  (its distance to the float64 path). That error is ~1e-6 on speech and noise but reaches
+  ~1.7e-4 on full-scale square waves, whose spectra span many decades between harmonics, so
+  float32 rounding in either implementation shows in the quiet bins.
+
+Random inputs are fresh each run; the seed is in every failure message (set VOXTRAL_TEST_SEED to
+replay one).
 """
 import os
 import secrets
@@ -19,6 +28,7 @@ from voxtral.audio import StreamingChunker, load_audio, log_mel, mel_filter_bank
 from voxtral.config import AudioStreamingConfig  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
 
 CFG = AudioStreamingConfig()
 TOLERANCE = 1e-4
@@ -35,14 +45,32 @@ def seed():
     return int(os.environ.get("VOXTRAL_TEST_SEED", secrets.randbits(32)))
 
 
+def _hf_pipeline_float64(extractor, padded):
+    """HF's feature extraction steps (torch.stft, |X|^2, drop last frame, mel, log10, floor,
+    scale) in float64."""
+    x = torch.from_numpy(padded.astype(np.float64))
+    window = torch.hann_window(extractor.n_fft, dtype=torch.float64)
+    stft = torch.stft(x, extractor.n_fft, extractor.hop_length, window=window, center=True, return_complex=True)
+    power = stft[..., :-1].abs() ** 2
+    mel = torch.from_numpy(np.asarray(extractor.mel_filters, dtype=np.float64)).T @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, torch.tensor(CFG.global_log_mel_max - 8.0, dtype=torch.float64))
+    return ((log_spec + 4.0) / 4.0).numpy()
+
+
 def _compare(extractor, audio, what):
     padded = pad_for_offline(audio, CFG)
     ours = log_mel(padded, CFG)
-    ref = extractor(padded, sampling_rate=16000, return_tensors="np").input_features[0]
+    ref32 = extractor(padded, sampling_rate=16000, return_tensors="np").input_features[0]
+    ref64 = _hf_pipeline_float64(extractor, padded)
     assert ours.dtype == np.float32
-    assert ours.shape == ref.shape == (128, len(padded) // 160), what
-    err = float(np.abs(ours - ref).max())
-    assert err < TOLERANCE, f"{what}: max |ours - HF| = {err:.3g}"
+    assert ours.shape == ref32.shape == ref64.shape == (128, len(padded) // 160), what
+    err64 = float(np.abs(ours - ref64).max())
+    assert err64 < TOLERANCE, f"{what}: max |ours - HF float64 path| = {err64:.3g}"
+    hf_own_error = float(np.abs(ref32 - ref64).max())
+    err32 = float(np.abs(ours - ref32).max())
+    assert err32 < TOLERANCE + hf_own_error, (
+        f"{what}: max |ours - HF extractor| = {err32:.3g} (HF float32 vs float64: {hf_own_error:.3g})")
     return ours
 
 

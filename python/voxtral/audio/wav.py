@@ -15,7 +15,6 @@ stored.
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 
@@ -108,7 +107,7 @@ def _read_source(path_or_bytes) -> tuple[bytes | memoryview, str]:
         raise AudioFormatError(f"cannot read audio file {path}: {e.strerror or e}") from e
 
 
-def _iter_chunks(data, start: int, end: int, name: str):
+def _iter_chunks(data, start: int, end: int):
     """Yield (chunk_id, body_offset, declared_size) for the RIFF chunks in data[start:end]."""
     pos = start
     while pos + 8 <= end:
@@ -197,7 +196,7 @@ def read_wav(path_or_bytes) -> tuple[np.ndarray, int]:
     fmt = None
     data_offset = data_size = None
     rf64_data_size = None
-    for chunk_id, offset, size in _iter_chunks(data, 12, len(data), name):
+    for chunk_id, offset, size in _iter_chunks(data, 12, len(data)):
         if chunk_id == b"ds64" and riff == b"RF64" and offset + 24 <= len(data):
             (rf64_data_size,) = struct.unpack_from("<Q", data, offset + 8)
         elif chunk_id == b"fmt ":
@@ -282,7 +281,7 @@ def encode_wav(samples, rate: int, subtype: str = "PCM_16") -> bytes:
 def write_wav(path, samples, rate: int, subtype: str = "PCM_16") -> None:
     """Write `samples` ([n] or [n, channels], floats in [-1, 1]) to a WAV file (path or binary file)."""
     blob = encode_wav(samples, rate, subtype)
-    if isinstance(path, io.IOBase) or hasattr(path, "write"):
+    if hasattr(path, "write"):
         path.write(blob)
         return
     with open(os.fspath(path), "wb") as f:
