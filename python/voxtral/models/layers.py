@@ -161,6 +161,11 @@ def new_kv_caches(ops, cfg: TransformerConfig, extra_rows: int = 1) -> list[KVCa
     regular step attends in place; larger batches take the concatenating path."""
     width = cfg.n_kv_heads * cfg.head_dim
     cap = None if cfg.sliding_window is None else cfg.sliding_window + extra_rows - 1
+    # A backend may keep its caches itself (the WebGPU backend: preallocated GPU rings that the
+    # attention kernel reads in place); it then provides `new_kv_cache` and the cache's `attend`.
+    factory = getattr(ops, "new_kv_cache", None)
+    if factory is not None:
+        return [factory(width, cap, cfg) for _ in range(cfg.n_layers)]
     return [KVCache(ops, width, cap) for _ in range(cfg.n_layers)]
 
 
@@ -173,6 +178,8 @@ def cached_attention(ops, cfg: TransformerConfig, q, k, v, positions, cache: KVC
     keeps only what the ring holds: peak memory is temporary, persistent memory stays bounded.
     """
     args = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.sliding_window)
+    if cache is not None and not isinstance(cache, KVCache):
+        return cache.attend(q, k, v, positions)  # backend-owned cache
     if cache is None:
         return ops.attention(q, k, v, positions, positions, *args)
     if cache.holds_window_for(len(positions), cfg.sliding_window):
