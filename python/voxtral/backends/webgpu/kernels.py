@@ -1,0 +1,660 @@
+"""The WGSL kernels (shaders/*.wgsl) as Python methods, over any GPUHost.
+
+Each kernel method appends one or more `Dispatch`es to a list the caller owns; `Kernels.run(list)`
+submits them as one command encoder / compute pass. Because positions, token ids and the KV ring
+live in GPU buffers, a decode step's list can be built once and re-run every step. Pipelines,
+uniform parameter buffers and bind groups are created on first use and cached (creating a bind
+group costs ~0.6 ms on lavapipe; reusing one costs nothing).
+
+Host-agnostic: imports only numpy and the standard library (this module also runs in Pyodide).
+
+Tensors
+  GPUTensor  activations and small parameters: a buffer + shape + dtype ('f32', 'f16', 'u32',
+             'i32'), optionally a 2-D view (`offset`, `row_stride`, in elements) into a wider
+             matrix, e.g. the q/k/v column ranges of a fused QKV output.
+  GPUWeight  a [N, K] matrix ('q4_0' raw GGUF bytes, 'f32', or 'f16' raw halves) stored as row
+             blocks, each its own buffer no larger than maxStorageBufferBindingSize; matmuls and
+             the embedding gather issue one dispatch per block.
+
+Shader variants come from a tiny line preprocessor: `// #if NAME` / `// #if !NAME` / `// #else` /
+`// #endif` on their own lines (nestable). Global names: SUBGROUPS (use subgroup shuffles),
+SHADER_F16 (read f16 data as WGSL f16 instead of unpack2x16float; same bytes either way).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .host import Dispatch, GPUHost
+
+SHADERS_ENV = "VOXTRAL_SHADERS_DIR"
+_MARKER_SHADER = "q4_matvec.wgsl"  # a file that identifies the shaders folder
+Q4_BLOCK_BYTES = 18
+Q4_BLOCK = 32
+Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
+MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
+MATVEC_ROWS_PER_GROUP = 16
+ATTN_MAX_HEAD_DIM = 128
+ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
+ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
+WORKGROUP_INVOCATIONS = 256  # every kernel; the WebGPU default limit in browsers
+_NP_DTYPES = {"f32": np.float32, "f16": np.float16, "u32": np.uint32, "i32": np.int32}
+_ITEMSIZE = {"f32": 4, "f16": 2, "u32": 4, "i32": 4}
+
+
+# ------------------------------------------------------------------------- shader sources
+def find_shaders_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The folder holding the .wgsl files: `explicit`, else $VOXTRAL_SHADERS_DIR, else a `shaders`
+    folder packaged inside the voxtral package, else the first `shaders/` found walking up from
+    this file (the repository checkout)."""
+    candidates = []
+    if explicit is not None:
+        candidates.append(Path(explicit))
+    if os.environ.get(SHADERS_ENV):
+        candidates.append(Path(os.environ[SHADERS_ENV]))
+    here = Path(__file__).resolve().parent
+    package_root = here.parents[1]  # .../voxtral
+    candidates += [here / "shaders", package_root / "shaders"]
+    candidates += [parent / "shaders" for parent in here.parents]
+    for folder in candidates:
+        if (folder / _MARKER_SHADER).is_file():
+            return folder
+    raise FileNotFoundError(f"no shaders folder with {_MARKER_SHADER} found; set {SHADERS_ENV}")
+
+
+def preprocess(source: str, defines) -> str:
+    """Keep or drop lines between `// #if [!]NAME`, `// #else`, `// #endif` (nestable)."""
+    defines = set(defines)
+    out = []
+    stack: list[tuple[bool, bool]] = []  # (enclosing block active, this branch's condition)
+    active = True
+    for line_no, line in enumerate(source.splitlines(), 1):
+        tag = line.strip()
+        if tag.startswith("// #if "):
+            name = tag[len("// #if "):].strip()
+            cond = (name[1:] not in defines) if name.startswith("!") else (name in defines)
+            stack.append((active, cond))
+            active = active and cond
+        elif tag == "// #else":
+            if not stack:
+                raise ValueError(f"line {line_no}: #else without #if")
+            outer, cond = stack[-1]
+            stack[-1] = (outer, not cond)
+            active = outer and not cond
+        elif tag == "// #endif":
+            if not stack:
+                raise ValueError(f"line {line_no}: #endif without #if")
+            active = stack.pop()[0]
+        elif active:
+            out.append(line)
+    if stack:
+        raise ValueError("unterminated #if")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------- tensors
+@dataclass
+class GPUTensor:
+    """A buffer viewed as a 2-D (or 1-D) array. offset/row_stride are in elements."""
+    buffer: object
+    shape: tuple
+    dtype: str = "f32"
+    offset: int = 0
+    row_stride: int | None = None
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if self.row_stride is None:
+            self.row_stride = self.shape[-1] if self.shape else 1
+
+    @property
+    def rows(self) -> int:
+        return int(math.prod(self.shape[:-1])) if len(self.shape) > 1 else 1
+
+    @property
+    def cols(self) -> int:
+        return self.shape[-1]
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+    @property
+    def contiguous(self) -> bool:
+        return self.offset == 0 and self.row_stride == self.cols
+
+    def view_cols(self, start: int, stop: int) -> "GPUTensor":
+        """Columns [start, stop) of every row (no copy)."""
+        if not 0 <= start <= stop <= self.cols:
+            raise ValueError(f"columns [{start}, {stop}) outside {self.cols}")
+        return GPUTensor(self.buffer, (*self.shape[:-1], stop - start), self.dtype,
+                         self.offset + start, self.row_stride)
+
+    def view_elems(self, start: int, stop: int) -> "GPUTensor":
+        """Elements [start, stop) of a 1-D tensor, e.g. one step's slot of a token-id buffer."""
+        if len(self.shape) != 1 or not 0 <= start <= stop <= self.shape[0]:
+            raise ValueError(f"elements [{start}, {stop}) outside {self.shape}")
+        return GPUTensor(self.buffer, (stop - start,), self.dtype, self.offset + start)
+
+    def view_rows(self, start: int, stop: int) -> "GPUTensor":
+        """Rows [start, stop) of a 2-D tensor (no copy)."""
+        if len(self.shape) != 2 or not 0 <= start <= stop <= self.shape[0]:
+            raise ValueError(f"rows [{start}, {stop}) outside {self.shape}")
+        return GPUTensor(self.buffer, (stop - start, self.cols), self.dtype,
+                         self.offset + start * self.row_stride, self.row_stride)
+
+
+@dataclass
+class WeightBlock:
+    buffer: object
+    row_start: int
+    n_rows: int
+
+
+@dataclass
+class GPUWeight:
+    """A [N, K] weight matrix in row blocks that each fit one storage binding."""
+    shape: tuple
+    dtype: str  # 'q4_0', 'f32', 'f16'
+    blocks: list[WeightBlock] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.shape[1]
+
+
+def attention_splits(queries_x_heads: int, max_keys: int,
+                     min_split_keys: int = ATTN_MIN_SPLIT_KEYS) -> tuple[int, int]:
+    """(splits, keys per split) for split-K attention: one segment when the (query, head) pairs
+    already fill the GPU (prefill), several for one-token decode over a long window."""
+    by_occupancy = -(-ATTN_TARGET_GROUPS // max(1, queries_x_heads))
+    by_work = -(-max_keys // min_split_keys)
+    splits = max(1, min(by_occupancy, by_work))
+    return splits, -(-max_keys // splits)
+
+
+def _same_view(a: GPUTensor, b: GPUTensor) -> bool:
+    return a.buffer is b.buffer and a.offset == b.offset and a.row_stride == b.row_stride
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+# --------------------------------------------------------------------------------- kernels
+class Kernels:
+    """Compiles shaders/*.wgsl once and appends their dispatches to caller-owned lists.
+
+    use_subgroups / use_shader_f16 default to what the device offers; max_binding_bytes lowers
+    the row-block split size below the device's maxStorageBufferBindingSize (tests use it to
+    exercise splits with small tensors).
+    """
+
+    def __init__(self, host: GPUHost, *, shaders_dir=None, use_subgroups: bool | None = None,
+                 use_shader_f16: bool | None = None, max_binding_bytes: int | None = None):
+        self.host = host
+        if host.max_workgroup_invocations < WORKGROUP_INVOCATIONS:
+            raise RuntimeError(f"the kernels need {WORKGROUP_INVOCATIONS} invocations per "
+                               f"workgroup; the device allows {host.max_workgroup_invocations}")
+        self.shaders_dir = find_shaders_dir(shaders_dir)
+        self.use_subgroups = host.has_subgroups if use_subgroups is None else bool(use_subgroups)
+        self.use_shader_f16 = host.has_shader_f16 if use_shader_f16 is None else bool(use_shader_f16)
+        if self.use_subgroups and not host.has_subgroups:
+            raise ValueError("use_subgroups=True but the device has no 'subgroups' feature")
+        if self.use_shader_f16 and not host.has_shader_f16:
+            raise ValueError("use_shader_f16=True but the device has no 'shader-f16' feature")
+        limit = host.max_storage_binding
+        self.max_binding_bytes = min(limit, max_binding_bytes) if max_binding_bytes else limit
+        self.max_groups_per_dim = int(host.limits.get("max_compute_workgroups_per_dimension", 65535))
+        self._sources: dict[str, str] = {}
+        self._pipelines: dict[tuple, object] = {}
+        self._uniforms: dict[bytes, object] = {}
+        self._bind_groups: dict[tuple, tuple] = {}
+        self._inv_freq: dict[tuple, GPUTensor] = {}
+        self._argmax_scratch: dict[tuple, tuple] = {}
+        self._scratches: dict[str, GPUTensor] = {}
+        self.attn_min_split_keys = ATTN_MIN_SPLIT_KEYS  # tests lower it to force many segments
+
+    # ------------------------------------------------------------------ pipelines & binding
+    def _source(self, filename: str) -> str:
+        if filename not in self._sources:
+            self._sources[filename] = (self.shaders_dir / filename).read_text(encoding="utf-8")
+        return self._sources[filename]
+
+    def _pipeline(self, filename: str, entry: str, flags=()):
+        defines = set(flags)
+        if self.use_subgroups:
+            defines.add("SUBGROUPS")
+        if self.use_shader_f16:
+            defines.add("SHADER_F16")
+        key = (filename, entry, frozenset(defines))
+        pipeline = self._pipelines.get(key)
+        if pipeline is None:
+            code = preprocess(self._source(filename), defines)
+            directives = []
+            if "SHADER_F16" in defines and ("<f16>" in code or "f16(" in code):
+                directives.append("enable f16;")
+            if self.host.needs_subgroups_directive and "subgroup" in code:
+                directives.append("enable subgroups;")
+            if directives:
+                code = "\n".join(directives) + "\n" + code
+            pipeline = self.host.create_pipeline(code, entry)
+            self._pipelines[key] = pipeline
+        return pipeline
+
+    def _uniform(self, *fields) -> object:
+        """A uniform buffer holding `fields` (ints as u32, floats as f32), shared by equal contents."""
+        words = []
+        for value in fields:
+            if isinstance(value, float):
+                words.append(int(np.float32(value).view(np.uint32)))
+            else:
+                words.append(int(value) & 0xFFFFFFFF)
+        words += [0] * (-len(words) % 4)  # 16-byte multiple
+        data = np.asarray(words, dtype=np.uint32).tobytes()
+        buf = self._uniforms.get(data)
+        if buf is None:
+            buf = self.host.create_buffer(len(data), ("uniform", "copy_dst"), "params")
+            self.host.write_buffer(buf, data)
+            self._uniforms[data] = buf
+        return buf
+
+    def _bind(self, pipeline, bindings: dict[int, object]):
+        """Bind group for {binding: buffer | GPUTensor}, whole buffers, cached by identity."""
+        buffers = {b: (r.buffer if isinstance(r, GPUTensor) else r) for b, r in bindings.items()}
+        key = (id(pipeline),) + tuple((b, id(buf)) for b, buf in sorted(buffers.items()))
+        hit = self._bind_groups.get(key)
+        if hit is None:
+            group = self.host.create_bind_group(pipeline, buffers)
+            hit = (group, pipeline, tuple(buffers.values()))  # the refs keep the ids unique
+            self._bind_groups[key] = hit
+        return hit[0]
+
+    def clear_bind_groups(self) -> None:
+        """Forget cached bind groups (they keep their buffers alive), e.g. after freeing a model."""
+        self._bind_groups.clear()
+
+    def _grid(self, n_groups: int) -> tuple[int, int]:
+        """(x, y) workgroup counts covering n_groups, for shaders that linearise wx + wy*x."""
+        x = max(1, min(n_groups, self.max_groups_per_dim))
+        return x, max(1, -(-n_groups // x))
+
+    @staticmethod
+    def _append(seq: list, pipeline, group, x: int, y: int = 1, z: int = 1) -> None:
+        seq.append(Dispatch(pipeline, group, (int(x), int(y), int(z))))
+
+    def run(self, seq: list) -> None:
+        """Submit a dispatch list (one encoder, one compute pass, one submit)."""
+        self.host.run(seq)
+
+    # ---------------------------------------------------------------------------- memory
+    def empty(self, shape, dtype: str = "f32", label: str = "") -> GPUTensor:
+        """A zero-filled tensor of `shape` (an int or a tuple)."""
+        shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+        nbytes = int(math.prod(shape)) * _ITEMSIZE[dtype]
+        return GPUTensor(self.host.create_buffer(nbytes, label=label), shape, dtype)
+
+    def tensor(self, array, dtype: str | None = None, label: str = "") -> GPUTensor:
+        """Upload a numpy array (dtype inferred: float -> 'f32', unsigned -> 'u32', int -> 'i32';
+        'f16' stores IEEE halves, two per u32 word)."""
+        array = np.asarray(array)
+        if dtype is None:
+            dtype = "f32" if array.dtype.kind == "f" else ("u32" if array.dtype.kind == "u" else "i32")
+        t = self.empty(array.shape if array.ndim else (1,), dtype, label)
+        self.write(t, array)
+        return t
+
+    def write(self, t: GPUTensor, array) -> None:
+        _require(t.contiguous, "write() needs a contiguous tensor")
+        data = np.ascontiguousarray(array, dtype=_NP_DTYPES[t.dtype]).reshape(-1)
+        _require(data.size == t.size, f"{data.size} values for a tensor of {t.size}")
+        self._write_padded(t.buffer, data.view(np.uint8))
+
+    def _write_padded(self, buffer, raw: np.ndarray, offset: int = 0) -> None:
+        # WebGPU writes must be a multiple of 4 bytes
+        if raw.nbytes % 4:
+            raw = np.concatenate([raw.reshape(-1), np.zeros(-raw.nbytes % 4, np.uint8)])
+        if raw.nbytes:
+            self.host.write_buffer(buffer, raw, offset)
+
+    def fill_bits(self, t: GPUTensor, word: int = 0x7FC00000) -> None:
+        """Overwrite the whole buffer with a 32-bit pattern (default: quiet NaN), e.g. to poison
+        outputs in tests."""
+        size = self.host.buffer_size(t.buffer)
+        self.host.write_buffer(t.buffer, np.full(size // 4, word, dtype=np.uint32))
+
+    def read(self, t: GPUTensor) -> np.ndarray:
+        """Download a tensor (or view) as numpy; f16 comes back as float16. Native hosts only
+        (in the browser readback is async)."""
+        item = _ITEMSIZE[t.dtype]
+        span = (t.rows - 1) * t.row_stride + t.cols if t.size else 0
+        start = t.offset * item
+        raw = self.host.read_buffer(t.buffer, start, span * item)
+        flat = np.frombuffer(raw, dtype=_NP_DTYPES[t.dtype])
+        rows = np.lib.stride_tricks.as_strided(
+            flat, (t.rows, t.cols), (t.row_stride * item, item)) if t.size else flat
+        return np.array(rows).reshape(t.shape)
+
+    def upload_weight(self, w, dtype: str | None = None, label: str = "") -> GPUWeight:
+        """A Q4Tensor (anything with .raw uint8 [rows, K/32*18] and .shape) or a 2-D float array
+        ('f32' or 'f16' storage) -> GPUWeight split into row blocks that fit one binding."""
+        if hasattr(w, "raw") and hasattr(w, "shape") and not isinstance(w, np.ndarray):
+            shape = (int(math.prod(w.shape[:-1])), int(w.shape[-1]))
+            raw = np.asarray(w.raw, dtype=np.uint8).reshape(shape[0], -1)
+            dtype, row_bytes, pad = "q4_0", shape[1] // Q4_BLOCK * Q4_BLOCK_BYTES, Q4_PAD_BYTES
+        else:
+            dtype = dtype or "f32"
+            _require(dtype in ("f32", "f16"), f"dense weights are 'f32' or 'f16', not {dtype!r}")
+            arr = np.asarray(w)
+            _require(arr.ndim == 2, f"a weight matrix must be 2-D, got {arr.shape}")
+            shape = arr.shape
+            raw = np.ascontiguousarray(arr, dtype=_NP_DTYPES[dtype]).view(np.uint8)
+            raw = raw.reshape(shape[0], -1)
+            row_bytes, pad = raw.shape[1], 0
+        rows_per_block = (self.max_binding_bytes - pad) // row_bytes
+        _require(rows_per_block >= 1, f"one row of {row_bytes} bytes exceeds the binding limit")
+        weight = GPUWeight(tuple(shape), dtype)
+        for r0 in range(0, shape[0], rows_per_block):
+            r1 = min(shape[0], r0 + rows_per_block)
+            buf = self.host.create_buffer((r1 - r0) * row_bytes + pad, label=label)
+            self._write_padded(buf, np.ascontiguousarray(raw[r0:r1]).reshape(-1))
+            weight.blocks.append(WeightBlock(buf, r0, r1 - r0))
+        return weight
+
+    upload_q4 = upload_weight
+
+    def kv_cache(self, capacity: int, width: int, dtype: str = "f32", label: str = "kv") -> GPUTensor:
+        """A ring cache [capacity, width] ('f32' or 'f16' halves); slot of position p = p % capacity."""
+        _require(dtype in ("f32", "f16"), f"kv cache dtype must be 'f32' or 'f16', not {dtype!r}")
+        _require(width % 4 == 0, f"kv width {width} must be a multiple of 4")
+        return self.empty((capacity, width), dtype, label)
+
+    # ---------------------------------------------------------------------------- matmuls
+    def linear(self, seq: list, x: GPUTensor, w: GPUWeight, out: GPUTensor,
+               bias: GPUTensor | None = None, residual: GPUTensor | None = None) -> None:
+        """out = [residual +] x·Wᵀ [+ bias]; residual may be `out` itself (fused in-place add).
+        Q4 weights use q4_matvec for M <= 4 rows and the tiled q4_matmul above."""
+        if w.dtype == "q4_0":
+            if x.rows <= MAX_M_MATVEC:
+                self.q4_matvec(seq, x, w, out, bias, residual)
+            else:
+                self.q4_matmul(seq, x, w, out, bias, residual)
+        else:
+            self.linear_dense(seq, x, w, out, bias, residual)
+
+    def _linear_checks(self, x, w, out, bias, residual):
+        _require(x.contiguous and x.dtype == "f32", "x must be a contiguous f32 tensor")
+        _require(x.cols == w.cols, f"x has {x.cols} features, W expects {w.cols}")
+        _require(out.dtype == "f32" and out.cols == w.rows and out.rows == x.rows,
+                 f"out {out.shape} must be [{x.rows}, {w.rows}] f32")
+        if bias is not None:
+            _require(bias.contiguous and bias.size == w.rows, f"bias must have {w.rows} values")
+        flags = set()
+        if bias is not None:
+            flags.add("BIAS")
+        if residual is not None:
+            if _same_view(residual, out):
+                flags.add("ACCUMULATE")
+            else:
+                _require(residual.row_stride == out.row_stride and residual.offset == out.offset
+                         and residual.shape == out.shape, "residual must have out's layout")
+                _require(residual.buffer is not out.buffer, "residual aliasing out must be out itself")
+                flags.add("RESIDUAL")
+        return flags
+
+    def _matmul_bindings(self, block, x, out, bias, residual, flags, params):
+        bindings = {0: block.buffer, 1: x, 2: out, 3: params}
+        if "BIAS" in flags:
+            bindings[4] = bias
+        if "RESIDUAL" in flags:
+            bindings[5] = residual
+        return bindings
+
+    def q4_matvec(self, seq, x, w, out, bias=None, residual=None) -> None:
+        _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
+        _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
+        flags = self._linear_checks(x, w, out, bias, residual)
+        pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
+        for block in w.blocks:
+            gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
+            params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
+                                   out.offset + block.row_start, gx, block.row_start)
+            bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
+            self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    def q4_matmul(self, seq, x, w, out, bias=None, residual=None) -> None:
+        _require(w.dtype == "q4_0", "q4_matmul needs a Q4_0 weight")
+        flags = self._linear_checks(x, w, out, bias, residual)
+        pipeline = self._pipeline("q4_matmul.wgsl", "main", flags)
+        self._tiled(seq, pipeline, x, w, out, bias, residual, flags)
+
+    def linear_dense(self, seq, x, w, out, bias=None, residual=None) -> None:
+        _require(w.dtype in ("f32", "f16"), "linear_dense needs an f32 or f16 weight")
+        _require(w.cols % 2 == 0, f"dense linear needs an even K, got {w.cols}")
+        flags = self._linear_checks(x, w, out, bias, residual)
+        if w.dtype == "f16":
+            flags.add("W_F16")
+        pipeline = self._pipeline("linear_f32.wgsl", "main", flags)
+        self._tiled(seq, pipeline, x, w, out, bias, residual, flags)
+
+    def _tiled(self, seq, pipeline, x, w, out, bias, residual, flags):
+        gy = -(-x.rows // 64)
+        _require(gy <= self.max_groups_per_dim, f"too many rows ({x.rows}) for one dispatch")
+        for block in w.blocks:
+            params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
+                                   out.offset + block.row_start, block.row_start)
+            bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
+            self._append(seq, pipeline, self._bind(pipeline, bindings), -(-block.n_rows // 64), gy)
+
+    # ----------------------------------------------------------------------- conv stem
+    def conv1d(self, seq, x: GPUTensor, w: GPUTensor, b: GPUTensor, out: GPUTensor,
+               stride: int) -> None:
+        """Valid causal conv, kernel 3: x [T_in, C] (left context included), w [O, C, 3] (PyTorch
+        layout), b [O] -> out [T_out, O], T_out = (T_in - 3) // stride + 1. All f32."""
+        t_in, c = x.shape
+        o = w.shape[0]
+        _require(w.shape == (o, c, 3), f"conv weight must be [O, {c}, 3], got {w.shape}")
+        t_out = (t_in - 3) // stride + 1
+        _require(t_out >= 1 and out.shape == (t_out, o), f"out must be [{t_out}, {o}], got {out.shape}")
+        _require(all(t.contiguous and t.dtype == "f32" for t in (x, w, b, out)),
+                 "conv1d: contiguous f32 tensors")
+        pipeline = self._pipeline("conv1d.wgsl", "main")
+        params = self._uniform(t_out, o, c, stride)
+        group = self._bind(pipeline, {0: w, 1: x, 2: out, 3: params, 4: b})
+        self._append(seq, pipeline, group, -(-o // 64), -(-t_out // 64))
+
+    # --------------------------------------------------------------------- normalisation
+    def rmsnorm(self, seq, x: GPUTensor, weight: GPUTensor, out: GPUTensor, eps: float,
+                ada_s: GPUTensor | None = None) -> None:
+        """out = x / sqrt(mean(x²) + eps) · weight [· (1 + ada_s)], per row."""
+        _require(x.contiguous and out.contiguous and x.shape == out.shape,
+                 "rmsnorm: contiguous x and out of the same shape")
+        _require(x.buffer is not out.buffer, "rmsnorm cannot run in place")
+        flags = {"ADA"} if ada_s is not None else set()
+        pipeline = self._pipeline("rmsnorm.wgsl", "main", flags)
+        gx, gy = self._grid(x.rows)
+        params = self._uniform(x.rows, x.cols, float(eps), gx)
+        bindings = {0: x, 1: weight, 2: out, 3: params}
+        if ada_s is not None:
+            bindings[4] = ada_s
+        self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    # -------------------------------------------------------------------------- rotary
+    def rope_inv_freq(self, head_dim: int, theta: float) -> GPUTensor:
+        """inv_freq[i] = 1 / theta^(2i/hd) in f32, exactly the reference's f32 formula."""
+        key = (head_dim, float(theta))
+        if key not in self._inv_freq:
+            expo = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+            inv = (np.float32(1.0) / np.power(np.float32(theta), expo)).astype(np.float32)
+            self._inv_freq[key] = self.tensor(inv, "f32", "inv_freq")
+        return self._inv_freq[key]
+
+    def rope(self, seq, x: GPUTensor, positions: GPUTensor, n_heads: int, head_dim: int,
+             theta: float) -> None:
+        """In place on x (a [M, n_heads*head_dim] view, e.g. the q+k columns of a fused QKV
+        output); row m rotates by positions[m] (a u32 tensor or view)."""
+        _require(x.cols == n_heads * head_dim and head_dim % 2 == 0,
+                 "rope: x must be [M, n_heads*head_dim], head_dim even")
+        _require(x.offset % 2 == 0 and x.row_stride % 2 == 0,
+                 "rope: view offset and stride must be even")
+        _require(positions.dtype in ("u32", "i32") and positions.size >= x.rows, "rope: u32 positions")
+        pipeline = self._pipeline("rope.wgsl", "main")
+        gx, gy = self._grid(-(-x.rows * n_heads * head_dim // 2 // WORKGROUP_INVOCATIONS))
+        params = self._uniform(x.rows, n_heads, head_dim, x.row_stride, x.offset, positions.offset, gx)
+        inv_freq = self.rope_inv_freq(head_dim, theta)
+        group = self._bind(pipeline, {0: x, 1: positions, 2: inv_freq, 3: params})
+        self._append(seq, pipeline, group, gx, gy)
+
+    # ----------------------------------------------------------------------- attention
+    def _kv_flags(self, k_cache, v_cache):
+        _require(k_cache.dtype == v_cache.dtype and k_cache.shape == v_cache.shape, "k/v caches differ")
+        return {"KV_F16"} if k_cache.dtype == "f16" else set()
+
+    def kv_write(self, seq, k: GPUTensor, v: GPUTensor, positions: GPUTensor,
+                 k_cache: GPUTensor, v_cache: GPUTensor) -> None:
+        """k_cache[pos % capacity] = k[m], v_cache[...] = v[m] for each row m (k, v may be views)."""
+        capacity, width = k_cache.shape
+        _require(k.shape == v.shape and k.cols == width, f"k/v rows must have {width} columns")
+        _require(k.rows <= capacity, f"{k.rows} new rows overflow a ring of {capacity}")
+        for t in (k, v):
+            _require(t.offset % 2 == 0 and t.row_stride % 2 == 0, "kv_write: even view offset/stride")
+        pipeline = self._pipeline("attention.wgsl", "kv_write", self._kv_flags(k_cache, v_cache))
+        gx, gy = self._grid(-(-k.rows * width // 2 // WORKGROUP_INVOCATIONS))
+        params = self._uniform(k.rows, width, capacity, positions.offset, k.offset, k.row_stride,
+                               v.offset, v.row_stride, gx)
+        group = self._bind(pipeline, {3: positions, 6: k, 7: v, 8: k_cache, 9: v_cache, 10: params})
+        self._append(seq, pipeline, group, gx, gy)
+
+    def attention(self, seq, q: GPUTensor, k_cache: GPUTensor, v_cache: GPUTensor,
+                  positions: GPUTensor, out: GPUTensor, n_heads: int, n_kv_heads: int,
+                  head_dim: int, window: int, scale: float | None = None) -> None:
+        """Causal sliding-window GQA attention of the M query rows in q (positions[m], increasing,
+        their K/V already written with kv_write) over the ring caches; out [M, n_heads*head_dim].
+        Key j is visible to query i iff pos_i - window < j <= pos_i (and still in the ring)."""
+        capacity, width = k_cache.shape
+        m = q.rows
+        _require(head_dim <= ATTN_MAX_HEAD_DIM and head_dim % 4 == 0, "attention: head_dim <= 128, % 4")
+        _require(n_heads % n_kv_heads == 0 and width == n_kv_heads * head_dim, "attention: GQA shapes")
+        _require(q.cols == n_heads * head_dim and out.shape == (m, n_heads * head_dim),
+                 "attention: q and out must be [M, n_heads*head_dim]")
+        _require(out.offset == 0, "attention: out must start at column 0")
+        _require(m <= capacity, f"{m} query rows exceed the ring capacity {capacity}")
+        _require(m <= self.max_groups_per_dim, "attention: too many query rows for one dispatch")
+        scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+        splits, split_keys = attention_splits(m * n_heads, min(window, capacity),
+                                              self.attn_min_split_keys)
+        flags = self._kv_flags(k_cache, v_cache)
+        partials = self._scratch("attn_partials", m * n_heads * splits * (head_dim + 2))
+        params = self._uniform(m, n_heads, n_kv_heads, head_dim, window, capacity, q.offset,
+                               q.row_stride, positions.offset, out.row_stride, scale, splits,
+                               split_keys)
+        first = self._pipeline("attention.wgsl", "attention", flags)
+        group = self._bind(first, {0: q, 1: k_cache, 2: v_cache, 3: positions, 5: params, 11: partials})
+        self._append(seq, first, group, n_heads, m, splits)
+        second = self._pipeline("attention.wgsl", "attention_combine", flags)
+        self._append(seq, second, self._bind(second, {4: out, 5: params, 11: partials}), n_heads, m)
+
+    def _scratch(self, name: str, n_floats: int) -> GPUTensor:
+        """A named f32 scratch buffer, grown on demand and shared by all calls (dispatches in a
+        pass run in order, so consecutive users never overlap)."""
+        t = self._scratches.get(name)
+        if t is None or t.size < n_floats:
+            t = self.empty((max(n_floats, 1),), "f32", name)
+            self._scratches[name] = t
+        return t
+
+    # --------------------------------------------------------------------- elementwise
+    def _elementwise(self, seq, entry, out, a=None, b=None, inplace=None) -> None:
+        shape_src = inplace if inplace is not None else out
+        rows, cols = shape_src.rows, shape_src.cols
+        for t in (a, b):
+            if t is not None:
+                _require((t.rows, t.cols) == (rows, cols),
+                         f"{entry}: operand {t.shape} vs {shape_src.shape}")
+        pipeline = self._pipeline("elementwise.wgsl", entry)
+        gx, gy = self._grid(-(-rows * cols // WORKGROUP_INVOCATIONS))
+        o = inplace if inplace is not None else out
+        params = self._uniform(rows, cols, a.offset if a else 0, a.row_stride if a else 0,
+                               b.offset if b else 0, b.row_stride if b else 0,
+                               o.offset, o.row_stride, gx)
+        bindings = {3: params}
+        if a is not None:
+            bindings[0] = a
+        if b is not None:
+            bindings[1] = b
+        if inplace is not None:
+            bindings[4] = inplace
+        else:
+            _require(all(t is None or t.buffer is not out.buffer for t in (a, b)),
+                     f"{entry}: out must not alias an input (use the in-place form)")
+            bindings[2] = out
+        self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    def gelu(self, seq, x: GPUTensor, out: GPUTensor | None = None) -> None:
+        """out = GELU(x) (exact erf); in place when out is None."""
+        if out is None:
+            self._elementwise(seq, "gelu_inplace", None, inplace=x)
+        else:
+            self._elementwise(seq, "gelu_main", out, a=x)
+
+    def silu(self, seq, x: GPUTensor, out: GPUTensor | None = None) -> None:
+        if out is None:
+            self._elementwise(seq, "silu_inplace", None, inplace=x)
+        else:
+            self._elementwise(seq, "silu_main", out, a=x)
+
+    def swiglu(self, seq, gate: GPUTensor, up: GPUTensor, out: GPUTensor) -> None:
+        """out = silu(gate) · up (gate/up may be the two column halves of one fused output)."""
+        self._elementwise(seq, "swiglu", out, a=gate, b=up)
+
+    def add(self, seq, a: GPUTensor, b: GPUTensor, out: GPUTensor) -> None:
+        self._elementwise(seq, "add", out, a=a, b=b)
+
+    def add_(self, seq, a: GPUTensor, b: GPUTensor) -> None:
+        """a += b in place."""
+        self._elementwise(seq, "add_inplace", None, b=b, inplace=a)
+
+    # ---------------------------------------------------------------------- embeddings
+    def embedding(self, seq, table: GPUWeight, ids: GPUTensor, out: GPUTensor,
+                  accumulate: bool = False) -> None:
+        """out[m] (+)= dequant(table[ids[m]]) for a Q4_0 table; ids is a u32 tensor or view.
+        One dispatch per row block of the table."""
+        _require(table.dtype == "q4_0", "embedding: the table must be Q4_0")
+        _require(out.contiguous and out.cols == table.cols, f"embedding: out must be [M, {table.cols}]")
+        m = out.rows
+        _require(ids.dtype in ("u32", "i32") and ids.size >= m, f"embedding: needs {m} u32 ids")
+        pipeline = self._pipeline("embedding.wgsl", "gather_add" if accumulate else "gather")
+        for block in table.blocks:
+            params = self._uniform(m, table.cols, block.row_start, block.n_rows, ids.offset)
+            group = self._bind(pipeline, {0: block.buffer, 1: ids, 2: out, 3: params})
+            self._append(seq, pipeline, group, -(-table.cols // Q4_BLOCK // 64), m)
+
+    # -------------------------------------------------------------------------- argmax
+    def argmax(self, seq, x: GPUTensor, out_ids: GPUTensor) -> None:
+        """out_ids[m] = argmax of row m of x (lowest index on ties); out_ids may be a view, e.g.
+        the slot of the ids buffer the next step's embedding reads."""
+        _require(x.contiguous and x.dtype == "f32", "argmax: contiguous f32 input")
+        _require(out_ids.dtype in ("u32", "i32"), "argmax: u32 output")
+        rows, n = x.rows, x.cols
+        n_groups = -(-n // 4096)
+        key = (rows, n_groups)
+        if key not in self._argmax_scratch:
+            self._argmax_scratch[key] = (self.empty((rows, n_groups), "f32", "argmax_val"),
+                                         self.empty((rows, n_groups), "u32", "argmax_idx"))
+        part_val, part_idx = self._argmax_scratch[key]
+        params = self._uniform(rows, n, n_groups, out_ids.offset)
+        first = self._pipeline("argmax.wgsl", "argmax_partial")
+        self._append(seq, first, self._bind(first, {0: x, 1: part_val, 2: part_idx, 3: params}),
+                     n_groups, rows)
+        second = self._pipeline("argmax.wgsl", "argmax_final")
+        self._append(seq, second, self._bind(second, {1: part_val, 2: part_idx, 3: params, 4: out_ids}),
+                     rows)

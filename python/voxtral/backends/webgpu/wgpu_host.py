@@ -1,0 +1,105 @@
+"""Native host on wgpu-py 0.32 (Vulkan/Metal/D3D12; lavapipe on machines without a GPU)."""
+from __future__ import annotations
+
+import os
+
+from .host import Dispatch, GPUHost
+
+# wgpu-py names features slightly differently from the browser; report WebGPU's names.
+_FEATURE_ALIASES = {"subgroup": "subgroups"}
+# Optional features the kernels can use when the adapter offers them.
+_WANTED_FEATURES = ("shader-f16", "subgroup", "timestamp-query")
+# Limits the kernels depend on; requested at the adapter's own values (defaults are far lower).
+_COMPUTE_LIMITS = (
+    "max-storage-buffer-binding-size", "max-buffer-size", "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x", "max-compute-workgroup-size-y", "max-compute-workgroup-size-z",
+    "max-compute-workgroup-storage-size", "max-compute-workgroups-per-dimension",
+    "max-storage-buffers-per-shader-stage", "max-uniform-buffer-binding-size",
+    "max-uniform-buffers-per-shader-stage", "max-bind-groups", "max-bindings-per-bind-group",
+    "min-storage-buffer-offset-alignment", "min-uniform-buffer-offset-alignment",
+)
+
+
+class NoAdapterError(RuntimeError):
+    """No WebGPU adapter is available on this machine."""
+
+
+class WgpuHost(GPUHost):
+    """GPUHost over wgpu-py. `backend` ('Vulkan', 'Metal', 'D3D12', 'OpenGL') forces one."""
+
+    def __init__(self, power_preference: str = "high-performance", backend: str | None = None):
+        super().__init__()
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences a wgpu/Vulkan loader warning
+        if backend:
+            os.environ["WGPU_BACKEND_TYPE"] = backend
+        import wgpu  # imported here: the rest of the package must load without wgpu (Pyodide)
+
+        self._wgpu = wgpu
+        adapter = wgpu.gpu.request_adapter_sync(power_preference=power_preference)
+        if adapter is None:
+            raise NoAdapterError("wgpu found no adapter (install mesa-vulkan-drivers for lavapipe)")
+        info = adapter.info
+        self.adapter_name = f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
+        wanted = [f for f in _WANTED_FEATURES if f in adapter.features]
+        limits = {k: adapter.limits[k] for k in _COMPUTE_LIMITS if k in adapter.limits}
+        self.device = adapter.request_device_sync(required_features=wanted, required_limits=limits)
+        self.queue = self.device.queue
+        self.features = frozenset(_FEATURE_ALIASES.get(f, f) for f in self.device.features)
+        self.limits = {k.replace("-", "_"): int(v) for k, v in self.device.limits.items()
+                       if isinstance(v, int)}
+        self.needs_subgroups_directive = False  # naga rejects `enable subgroups;`
+
+    # -------------------------------------------------------------------------- buffers
+    def _create_buffer(self, size, usage_bits, label):
+        return self.device.create_buffer(size=size, usage=usage_bits, label=label)
+
+    def write_buffer(self, buffer, data, offset=0):
+        self.queue.write_buffer(buffer, int(offset), data)
+
+    def read_buffer(self, buffer, offset=0, size=None):
+        # Copies must be 4-byte aligned: read the aligned span around the request and slice it.
+        # queue.read_buffer submits a copy and maps it, so it also waits for all earlier work
+        # (on_submitted_work_done_sync is broken in wgpu-py 0.32).
+        size = buffer.size - offset if size is None else int(size)
+        start = offset // 4 * 4
+        stop = min(buffer.size, (offset + size + 3) // 4 * 4)
+        data = self.queue.read_buffer(buffer, start, stop - start)
+        return bytes(data)[offset - start: offset - start + size]
+
+    def destroy_buffer(self, buffer):
+        buffer.destroy()
+
+    def buffer_size(self, buffer):
+        return int(buffer.size)
+
+    # ------------------------------------------------------------------------ pipelines
+    def _compile_pipeline(self, wgsl_source, entry_point):
+        module = self.device.create_shader_module(code=wgsl_source)
+        return self.device.create_compute_pipeline(
+            layout="auto", compute={"module": module, "entry_point": entry_point})
+
+    def _create_bind_group(self, pipeline, entries):
+        return self.device.create_bind_group(
+            layout=pipeline.get_bind_group_layout(0),
+            entries=[{"binding": b, "resource": {"buffer": buf, "offset": off, "size": size}}
+                     for b, buf, off, size in entries])
+
+    # ---------------------------------------------------------------------------- run
+    def run(self, dispatches: list[Dispatch]) -> None:
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        current = None
+        for pipeline, bind_group, (x, y, z) in dispatches:
+            if pipeline is not current:
+                cpass.set_pipeline(pipeline)
+                current = pipeline
+            cpass.set_bind_group(0, bind_group)
+            cpass.dispatch_workgroups(x, y, z)
+        cpass.end()
+        self.queue.submit([encoder.finish()])
+
+    def wait(self) -> None:
+        """Block until submitted work is done (a tiny readback; see read_buffer)."""
+        if not hasattr(self, "_wait_buffer"):
+            self._wait_buffer = self.create_buffer(4, ("copy_src", "copy_dst"))
+        self.read_buffer(self._wait_buffer, 0, 4)

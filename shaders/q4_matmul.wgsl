@@ -1,0 +1,164 @@
+// q4_matmul.wgsl — Y = X·Wᵀ (+ bias) (+ residual) for many rows of X (M > 4: encoder chunks,
+// prompt prefill), W kept in its raw GGUF Q4_0 bytes and dequantized tile by tile.
+//
+// Layout
+//   weights  array<u32>        raw Q4_0 bytes of W rows [row0, row0 + n_rows) (one row block of a
+//                              tensor split to fit a binding; r is local). Row r, block b at byte
+//                              (r*K/32 + b)*18: f16 scale d, 16 bytes with element j in the low
+//                              and j+16 in the high nibble of byte j; w = (nibble-8)*d.
+//                              >= 4 bytes of zero padding at the end.
+//   x        array<vec4<f32>>  [M, K] row-major, K % 32 == 0
+//   y        array<f32>        [M, out_stride]; writes y[m*out_stride + out_col + r]
+//                              (out_col = the output view's offset + row0)
+//   bias     array<f32>        [N], indexed by weight row (bias_col + local row)  (#if BIAS)
+//   residual array<f32>        same layout as y: y = residual + X·Wᵀ + b        (#if RESIDUAL)
+//   ACCUMULATE: y += X·Wᵀ + b in place
+// Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual
+//
+// Tiling: a workgroup of 256 computes a 64x64 tile of Y; each invocation a 4x4 sub-tile. The K
+// loop steps one Q4 block (32) at a time: X [64 x 32] and the dequantized W [64 x 32] go to
+// shared memory stored k-major (2 x 8 KiB, the whole 16 KiB WebGPU default), so the inner loop
+// reads 4 consecutive rows/columns per k. Each W row's block is decoded by 4 invocations, one
+// nibble word (8 weights) each. Dispatch: (ceil(n_rows/64), ceil(M/64)).
+
+struct Params {
+    M: u32,
+    n_rows: u32,
+    K: u32,
+    out_stride: u32,
+    out_col: u32,     // column of y written by this block's first row (view offset + row0)
+    bias_col: u32,    // bias index of this block's first row (row0)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const TILE: u32 = 64u;        // rows of X and of W per tile
+const TILE_K: u32 = 32u;      // one Q4 block
+const BLOCK_BYTES: u32 = 18u;
+
+@group(0) @binding(0) var<storage, read> weights: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+// #if BIAS
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+// #endif
+// #if RESIDUAL
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+// #endif
+
+var<workgroup> x_tile: array<f32, 2048>;  // [TILE_K][TILE] : x_tile[k*64 + m]
+var<workgroup> w_tile: array<f32, 2048>;  // [TILE_K][TILE] : w_tile[k*64 + n]
+
+fn q4_scale(g: u32) -> f32 {
+    let byte = g * BLOCK_BYTES;
+    let w0 = weights[byte >> 2u];
+    return unpack2x16float(select(w0, w0 >> 16u, (byte & 2u) != 0u)).x;  // odd blocks: high half
+}
+
+// Nibble word j (0..3) of block g: elements 4j..4j+3 (low nibbles), 16+4j..16+4j+3 (high).
+fn q4_word(g: u32, j: u32) -> u32 {
+    let byte = g * BLOCK_BYTES + 2u + 4u * j;
+    let w = byte >> 2u;
+    if ((byte & 2u) == 0u) {
+        return weights[w];
+    }
+    return (weights[w] >> 16u) | (weights[w + 1u] << 16u);
+}
+
+// (nibble - 8) as f32 without an int->float conversion: OR the nibble into the mantissa of 2^23,
+// then subtract 2^23 + 8 (exact).
+fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
+}
+
+fn low_nibbles(q: u32) -> vec4<f32> {
+    return nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u));
+}
+
+fn high_nibbles(q: u32) -> vec4<f32> {
+    return nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let tx = li % 16u;            // output columns n0 + 4*tx + [0, 4)
+    let ty = li / 16u;            // output rows    m0 + 4*ty + [0, 4)
+    let n0 = wid.x * TILE;
+    let m0 = wid.y * TILE;
+    let load_row = li / 4u;       // tile row this invocation loads (of X and of W)
+    let load_part = li % 4u;      // which quarter of the 32-wide K step
+    let blocks_per_row = p.K / 32u;
+
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+
+    for (var kb = 0u; kb < blocks_per_row; kb++) {
+        // X: row m, elements 32kb + 8*load_part + [0, 8)
+        let m = m0 + load_row;
+        var xa = vec4<f32>(0.0);
+        var xb = vec4<f32>(0.0);
+        if (m < p.M) {
+            let v = (m * p.K + kb * 32u + load_part * 8u) / 4u;
+            xa = x[v];
+            xb = x[v + 1u];
+        }
+        let kx = load_part * 8u;
+        for (var c = 0u; c < 4u; c++) {
+            x_tile[(kx + c) * TILE + load_row] = xa[c];
+            x_tile[(kx + 4u + c) * TILE + load_row] = xb[c];
+        }
+        // W: row n, nibble word load_part of block kb -> 8 dequantized weights
+        let n = n0 + load_row;
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        if (n < p.n_rows) {
+            let g = n * blocks_per_row + kb;
+            let d = q4_scale(g);
+            let q = q4_word(g, load_part);
+            lo = low_nibbles(q) * d;
+            hi = high_nibbles(q) * d;
+        }
+        let kw = load_part * 4u;
+        for (var c = 0u; c < 4u; c++) {
+            w_tile[(kw + c) * TILE + load_row] = lo[c];
+            w_tile[(16u + kw + c) * TILE + load_row] = hi[c];
+        }
+        workgroupBarrier();
+
+        for (var k = 0u; k < TILE_K; k++) {
+            let xo = k * TILE + 4u * ty;
+            let wo = k * TILE + 4u * tx;
+            let a = vec4<f32>(x_tile[xo], x_tile[xo + 1u], x_tile[xo + 2u], x_tile[xo + 3u]);
+            let b = vec4<f32>(w_tile[wo], w_tile[wo + 1u], w_tile[wo + 2u], w_tile[wo + 3u]);
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + 4u * ty + i;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + 4u * tx + j;
+            if (m < p.M && n < p.n_rows) {
+                let o = m * p.out_stride + p.out_col + n;
+                var v = acc[i][j];
+                // #if BIAS
+                v += bias[p.bias_col + n];
+                // #endif
+                // #if RESIDUAL
+                v = residual[o] + v;
+                // #endif
+                // #if ACCUMULATE
+                v = y[o] + v;
+                // #endif
+                y[o] = v;
+            }
+        }
+    }
+}

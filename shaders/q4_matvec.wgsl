@@ -1,0 +1,202 @@
+// q4_matvec.wgsl — y = x·Wᵀ (+ bias) (+ residual) for a few rows of x (M <= 4: the one-token
+// decoder step, the streaming encoder's 4 frames), W kept in its raw GGUF Q4_0 bytes.
+//
+// Layout
+//   weights  array<u32>        raw Q4_0 bytes of W rows [row0, row0 + n_rows) (one row block of a
+//                              tensor split to fit a binding; r is local). Row r, block b lives at
+//                              byte (r*K/32 + b)*18: f16 scale d, then 16 bytes whose byte j holds
+//                              element j (low nibble) and j+16 (high nibble); w = (nibble-8)*d.
+//                              The buffer carries >= 4 zero bytes of padding past the last block.
+//   x        array<vec4<f32>>  [M, K] row-major, K % 32 == 0
+//   y        array<f32>        [M, out_stride]; this dispatch writes y[m*out_stride + out_col + r]
+//                              (out_col = the output view's offset + row0)
+//   bias     array<f32>        [N], indexed by weight row (bias_col + local row)  (#if BIAS)
+//   residual array<f32>        same layout as y: y = residual + x·Wᵀ + b        (#if RESIDUAL)
+//   ACCUMULATE: y += x·Wᵀ + b in place (the fused residual when y is the residual stream)
+// Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual
+//
+// Work split: 256 invocations = 8 lane groups x 32 lanes; a group owns 2 adjacent rows. Lane l
+// dequantizes blocks l, l+32, ... of both rows once and dots them with all M rows of x, so every
+// weight byte is read once and every x load serves two rows. The 32 lane partials are summed
+// with subgroup shuffles (#if SUBGROUPS; then one barrier) or a shared-memory tree (5 barriers).
+// The subgroup path assumes subgroups are runs of consecutive local_invocation_index values
+// (true for 1-D workgroups on every driver seen) and works for any power-of-two subgroup size:
+// xor partners at distance >= subgroup size are masked out and the leftover per-subgroup sums
+// are added through shared memory.
+// Workgroup (wx, wy) handles rows 16*(wx + wy*groups_x) + [0, 16): 2-D so N/16 may exceed 65535.
+
+struct Params {
+    M: u32,           // rows of x (1..4)
+    n_rows: u32,      // W rows in this block
+    K: u32,           // input features
+    out_stride: u32,  // row stride of y (and residual), in elements
+    out_col: u32,     // column of y written by this block's first row (view offset + row0)
+    groups_x: u32,    // workgroups along x (for the 2-D linearisation)
+    bias_col: u32,    // bias index of this block's first row (row0)
+    _pad0: u32,
+}
+
+const GROUPS: u32 = 8u;  // lane groups per workgroup, 2 rows each: 16 rows per workgroup
+const LANES: u32 = 32u;
+const BLOCK_BYTES: u32 = 18u;
+
+@group(0) @binding(0) var<storage, read> weights: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+// #if BIAS
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+// #endif
+// #if RESIDUAL
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+// #endif
+
+var<workgroup> partial_a: array<vec4<f32>, 256>;
+var<workgroup> partial_b: array<vec4<f32>, 256>;
+
+struct Q4Block {
+    d: f32,         // scale
+    q: vec4<u32>,   // nibble word j: elements 4j..4j+3 (low nibbles), 16+4j..16+4j+3 (high)
+}
+
+// Block g (counted over the whole buffer) with five aligned word loads: odd blocks start 2 bytes
+// into a word (scale = high half of word 0, quants = words 1..4, aligned); even blocks start on a
+// word (scale = low half, each quant word straddles two words).
+fn load_q4_block(g: u32) -> Q4Block {
+    let byte = g * BLOCK_BYTES;
+    let w = byte >> 2u;
+    let w0 = weights[w];
+    let w1 = weights[w + 1u];
+    let w2 = weights[w + 2u];
+    let w3 = weights[w + 3u];
+    let w4 = weights[w + 4u];
+    if ((byte & 2u) != 0u) {
+        return Q4Block(unpack2x16float(w0 >> 16u).x, vec4<u32>(w1, w2, w3, w4));
+    }
+    let q = vec4<u32>((w0 >> 16u) | (w1 << 16u), (w1 >> 16u) | (w2 << 16u),
+                      (w2 >> 16u) | (w3 << 16u), (w3 >> 16u) | (w4 << 16u));
+    return Q4Block(unpack2x16float(w0).x, q);
+}
+
+// (nibble - 8) as f32 without an int->float conversion (a quarter-rate instruction on NVIDIA):
+// OR the nibble into the mantissa of 2^23, then subtract 2^23 + 8. Exact.
+fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
+}
+
+// The 32 weights of a block as 8 vec4 (scale not applied): [0..3] elements 0..15, [4..7] 16..31.
+fn block_weights(q: vec4<u32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        nibbles_minus_8(vec4<u32>(q.x, q.x >> 8u, q.x >> 16u, q.x >> 24u)),
+        nibbles_minus_8(vec4<u32>(q.y, q.y >> 8u, q.y >> 16u, q.y >> 24u)),
+        nibbles_minus_8(vec4<u32>(q.z, q.z >> 8u, q.z >> 16u, q.z >> 24u)),
+        nibbles_minus_8(vec4<u32>(q.w, q.w >> 8u, q.w >> 16u, q.w >> 24u)),
+        nibbles_minus_8(vec4<u32>(q.x >> 4u, q.x >> 12u, q.x >> 20u, q.x >> 28u)),
+        nibbles_minus_8(vec4<u32>(q.y >> 4u, q.y >> 12u, q.y >> 20u, q.y >> 28u)),
+        nibbles_minus_8(vec4<u32>(q.z >> 4u, q.z >> 12u, q.z >> 20u, q.z >> 28u)),
+        nibbles_minus_8(vec4<u32>(q.w >> 4u, q.w >> 12u, q.w >> 20u, q.w >> 28u)));
+}
+
+fn dot32(w: array<vec4<f32>, 8>, xv: array<vec4<f32>, 8>) -> f32 {
+    return dot(w[0], xv[0]) + dot(w[1], xv[1]) + dot(w[2], xv[2]) + dot(w[3], xv[3])
+         + dot(w[4], xv[4]) + dot(w[5], xv[5]) + dot(w[6], xv[6]) + dot(w[7], xv[7]);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        // #if SUBGROUPS
+        @builtin(subgroup_size) sg_size: u32,
+        // #endif
+        @builtin(local_invocation_index) li: u32) {
+    let lane = li % LANES;
+    // this lane group's two rows: a pair shares every x load (x traffic through L1 would
+    // otherwise be 7x the weight traffic and the limit for M = 1)
+    let row_a = ((wid.x + wid.y * p.groups_x) * GROUPS + li / LANES) * 2u;
+    let row_b = row_a + 1u;
+    let valid_a = row_a < p.n_rows;
+    let valid_b = row_b < p.n_rows;
+    let blocks_per_row = p.K / 32u;
+    let x_row_vec4 = p.K / 4u;
+
+    var acc_a = vec4<f32>(0.0);  // acc_a[m] = this lane's partial dot of row_a with x row m
+    var acc_b = vec4<f32>(0.0);
+    if (valid_a) {
+        for (var b = lane; b < blocks_per_row; b += LANES) {
+            let blk_a = load_q4_block(row_a * blocks_per_row + b);
+            var blk_b = Q4Block(0.0, vec4<u32>(0u));
+            if (valid_b) {
+                blk_b = load_q4_block(row_b * blocks_per_row + b);
+            }
+            let w_a = block_weights(blk_a.q);
+            let w_b = block_weights(blk_b.q);
+            for (var m = 0u; m < p.M; m++) {
+                let xb = m * x_row_vec4 + b * 8u;  // vec4 index of element 32b of row m
+                let xv = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u],
+                                             x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+                acc_a[m] += blk_a.d * dot32(w_a, xv);
+                acc_b[m] += blk_b.d * dot32(w_b, xv);
+            }
+        }
+    }
+
+    // #if SUBGROUPS
+    for (var off = LANES / 2u; off > 0u; off >>= 1u) {
+        let other_a = subgroupShuffleXor(acc_a, off);
+        let other_b = subgroupShuffleXor(acc_b, off);
+        acc_a += select(vec4<f32>(0.0), other_a, off < sg_size);
+        acc_b += select(vec4<f32>(0.0), other_b, off < sg_size);
+    }
+    partial_a[li] = acc_a;
+    partial_b[li] = acc_b;
+    workgroupBarrier();
+    var total_a = vec4<f32>(0.0);
+    var total_b = vec4<f32>(0.0);
+    if (lane == 0u) {
+        let run = min(sg_size, LANES);  // lanes already summed by the shuffles
+        for (var i = 0u; i < LANES; i += run) {
+            total_a += partial_a[li + i];
+            total_b += partial_b[li + i];
+        }
+    }
+    // #else
+    partial_a[li] = acc_a;
+    partial_b[li] = acc_b;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off >>= 1u) {
+        if (lane < off) {
+            partial_a[li] += partial_a[li + off];
+            partial_b[li] += partial_b[li + off];
+        }
+        workgroupBarrier();
+    }
+    let total_a = partial_a[li];
+    let total_b = partial_b[li];
+    // #endif
+
+    if (lane == 0u) {
+        if (valid_a) {
+            write_row(row_a, total_a);
+        }
+        if (valid_b) {
+            write_row(row_b, total_b);
+        }
+    }
+}
+
+// y[m, row] for the M rows of x, plus bias / residual as configured
+fn write_row(row: u32, total: vec4<f32>) {
+    for (var m = 0u; m < p.M; m++) {
+        let i = m * p.out_stride + p.out_col + row;
+        var v = total[m];
+        // #if BIAS
+        v += bias[p.bias_col + row];
+        // #endif
+        // #if RESIDUAL
+        v = residual[i] + v;
+        // #endif
+        // #if ACCUMULATE
+        v = y[i] + v;
+        // #endif
+        y[i] = v;
+    }
+}
