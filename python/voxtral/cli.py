@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands that live next to their feature (transcribe, serve, bench, ...)."""
     regs = []
-    for mod in ("voxtral.transcribe_cli",):
+    for mod in ("voxtral.transcribe_cli", "voxtral.serve", "voxtral.prepare.cli", "voxtral.speak_cli"):
         try:
             m = __import__(mod, fromlist=["register"])
         except ImportError:

@@ -1,0 +1,160 @@
+"""The Python side of the browser worker (web/worker.js): shard bytes in, transcripts out as JSON.
+
+Runs inside Pyodide, so numpy + standard library only. worker.js hands over
+  * the model's shards as JS Uint8Arrays (or anything bytes-like, natively in tests), which become
+    byte sources read one tensor at a time: a JS array is never copied whole into wasm memory;
+  * audio as WAV/other file bytes or as float32 16 kHz samples.
+Results go back as JSON strings (one conversion, no proxies to leak).
+
+The compute backend is one parameter ("numpy" now; "webgpu" when its browser host lands), passed
+straight to `ASRPipeline`.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from voxtral.asr_pipeline import ASRPipeline
+from voxtral.errors import ModelFormatError, VoxtralError
+from voxtral.transcript import to_srt, to_vtt
+from voxtral.weights.gguf import open_gguf
+from voxtral.weights.loader import _model_from_gguf
+from voxtral.weights.sources import BufferSource, ShardedBytes
+
+SAMPLE_RATE = 16000
+NO_SIDE_DIR = "/nonexistent-voxtral-side-dir"  # shards in the browser have no folder beside them
+
+
+class JsArraySource:
+    """A byte source over a JS Uint8Array (a Pyodide JsProxy): copies only the ranges asked for."""
+
+    def __init__(self, u8):
+        self.u8 = u8
+        self.size = int(u8.length)
+
+    def _check(self, offset: int, n: int) -> None:
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise ModelFormatError(f"truncated shard: bytes [{offset}, {offset + n}) were requested "
+                                   f"but it is only {self.size} bytes long")
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        return bytes(self.u8.subarray(offset, offset + n).to_bytes())
+
+    def read_into(self, offset: int, out) -> None:
+        view = memoryview(out).cast("B")
+        self._check(offset, len(view))
+        if len(view):
+            self.u8.subarray(offset, offset + len(view)).assign_to(view)
+
+    def close(self) -> None:
+        pass
+
+
+def as_source(buf):
+    if hasattr(buf, "subarray") and hasattr(buf, "assign_to"):
+        return JsArraySource(buf)
+    return BufferSource(buf)
+
+
+def as_samples(x) -> np.ndarray:
+    """float32 samples from a JS Float32Array proxy, bytes, or an array."""
+    if hasattr(x, "to_bytes"):
+        return np.frombuffer(x.to_bytes(), dtype="<f4").copy()
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return np.frombuffer(x, dtype="<f4").copy()
+    return np.asarray(x, dtype=np.float32).reshape(-1)
+
+
+def as_bytes(x) -> bytes:
+    if hasattr(x, "to_bytes"):
+        return bytes(x.to_bytes())
+    return bytes(x)
+
+
+def result_json(tr) -> str:
+    d = tr.to_dict()
+    d["srt"] = to_srt(tr)
+    d["vtt"] = to_vtt(tr)
+    t = d["timings"]
+    t["steps_per_s"] = round(t["steps"] / t["compute_s"], 2) if t.get("compute_s") else None
+    return json.dumps(d, ensure_ascii=False)
+
+
+class Session:
+    """One loaded model and at most one live transcription (a worker holds one Session)."""
+
+    def __init__(self):
+        self.pipe: ASRPipeline | None = None
+        self.live = None
+
+    def load(self, shards, name: str = "model", backend: str = "numpy", tekken_json: str | None = None) -> str:
+        """shards: the GGUF's byte pieces in order. Returns JSON: kind, params summary, load_s."""
+        t0 = time.perf_counter()
+        sources = [as_source(b) for b in shards]
+        if not sources:
+            raise ModelFormatError("no shards were given")
+        gg = open_gguf(ShardedBytes(sources))
+        mf = _model_from_gguf(gg, name, "shards", NO_SIDE_DIR)
+        if mf.tekken is None and tekken_json:
+            mf.tekken = json.loads(tekken_json)
+        if mf.kind != "asr":
+            raise VoxtralError(f"{name} is a {mf.kind.upper()} model; this page runs speech-to-text")
+        self.pipe = ASRPipeline(mf, backend=backend)
+        self.pipe.load_s = time.perf_counter() - t0
+        self.live = None
+        p = mf.params
+        return json.dumps({"name": name, "kind": mf.kind, "backend": backend, "load_s": round(self.pipe.load_s, 4),
+                           "dim": p.get("dim"), "n_layers": p.get("n_layers"), "vocab_size": p.get("vocab_size"),
+                           "tokenizer": self.pipe.tokenizer.backend})
+
+    def _need_model(self) -> ASRPipeline:
+        if self.pipe is None:
+            raise VoxtralError("no model is loaded")
+        return self.pipe
+
+    def transcribe_file(self, data, on_text=None, on_progress=None) -> str:
+        """data: the bytes of a WAV file (read and resampled exactly as `voxtral transcribe` does)."""
+        from voxtral.audio import load_audio
+        audio = load_audio(as_bytes(data), SAMPLE_RATE)
+        return self.transcribe_samples(audio, on_text, on_progress)
+
+    def transcribe_samples(self, samples, on_text=None, on_progress=None) -> str:
+        """samples: float32 mono 16 kHz (e.g. decoded by the browser's decodeAudioData)."""
+        pipe = self._need_model()
+        audio = as_samples(samples)
+        if audio.size == 0:
+            raise VoxtralError("the file holds no audio samples")
+        tr = pipe.transcribe(audio, on_text=on_text, progress=on_progress)
+        return result_json(tr)
+
+    # live audio: start, push 80 ms pieces, finish
+    def live_start(self, delay_ms: float | None = None) -> None:
+        self.live = self._need_model().live(delay_ms)
+
+    def live_push(self, samples) -> str:
+        """Returns JSON {text: new text, audio_s, compute_s, steps}."""
+        if self.live is None:
+            raise VoxtralError("no live transcription is running")
+        text = self.live.push(as_samples(samples))
+        return json.dumps(self._live_figures(text), ensure_ascii=False)
+
+    def _live_figures(self, text: str) -> dict:
+        lv = self.live
+        steps = len(lv.stream.tokens)
+        return {"text": text, "audio_s": round(lv.audio_s, 3), "compute_s": round(lv.compute_s, 4),
+                "steps": steps, "rtf": round(lv.compute_s / lv.audio_s, 4) if lv.audio_s else None,
+                "steps_per_s": round(steps / lv.compute_s, 2) if lv.compute_s else None}
+
+    def live_finish(self) -> str:
+        """Flush (right pad, last steps); returns the whole transcript as JSON, plus `tail` text."""
+        if self.live is None:
+            raise VoxtralError("no live transcription is running")
+        tail = self.live.finish()
+        tr = self.live.transcript()
+        self.live = None
+        d = json.loads(result_json(tr))
+        d["tail"] = tail
+        return json.dumps(d, ensure_ascii=False)

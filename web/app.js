@@ -1,0 +1,668 @@
+// The page: model loading (with progress and Cache Storage), microphone and file transcription, the
+// transcript with timestamps and its downloads, live figures. All Python work is in worker.js.
+//
+// The backend runs as ?backend=NAME says (default "numpy"; "webgpu" once its browser host lands).
+// For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const BACKEND = params.get('backend') || 'numpy';
+const CACHE_NAME = 'voxtral-shards-v1';   // the worker writes it; keep the names in step
+const PIECE_SAMPLES = 1280;               // 80 ms at 16 kHz: one audio token
+
+const state = {
+  info: null, model: null, runtimeReady: false, loaded: false, loading: false, busy: false,
+  recording: false, result: null, resultName: 'transcript', streamedText: '', loadFigures: null,
+  shardSources: [],
+};
+const worker = new Worker('/worker.js');
+let rec = null;          // {stream, ctx, node, src}
+let pendingFile = null;  // {name, bytes} of a WAV being read by Python (to retry via decodeAudioData)
+const waiters = {};      // id -> resolve, for worker replies
+
+// ---------------------------------------------------------------- small helpers
+
+function fmtBytes(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(2) + ' GB';
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + ' MB';
+  if (n >= 1e3) return (n / 1e3).toFixed(0) + ' KB';
+  return n + ' B';
+}
+
+function fmtClock(t) {
+  const m = Math.floor(t / 60), s = t - 60 * m;
+  return `${String(m).padStart(2, '0')}:${s.toFixed(2).padStart(5, '0')}`;
+}
+
+function showMessage(kind, text, id) {
+  const box = $('messages');
+  let el = id ? document.getElementById('msg-' + id) : null;
+  if (!el) {
+    el = document.createElement('div');
+    if (id) el.id = 'msg-' + id;
+    box.appendChild(el);
+  }
+  el.className = 'msg ' + kind;
+  el.textContent = text;
+  const close = document.createElement('button');
+  close.textContent = 'dismiss';
+  close.onclick = () => el.remove();
+  el.appendChild(close);
+  return el;
+}
+
+function clearMessage(id) {
+  const el = document.getElementById('msg-' + id);
+  if (el) el.remove();
+}
+
+function setBody(attr, value) { document.body.dataset[attr] = value; }
+
+function updateButtons() {
+  const ready = state.runtimeReady && state.loaded && !state.busy;
+  $('record-btn').disabled = !ready || state.recording;
+  $('stop-btn').disabled = !state.recording;
+  $('load-btn').disabled = !state.model || state.loading || state.recording || state.busy
+    || state.model.kind !== 'asr';
+  const has = !!state.result;
+  for (const id of ['copy-btn', 'dl-txt', 'dl-srt', 'dl-vtt']) $(id).disabled = !has;
+}
+
+// ---------------------------------------------------------------- startup
+
+async function boot() {
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = (e) => showMessage('error', `The worker failed: ${e.message || e}`, 'worker');
+  $('backend-label').textContent = BACKEND;
+  checkWebGPU();
+  try {
+    const r = await fetch('/api/info', { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    state.info = await r.json();
+  } catch (e) {
+    showMessage('error', `Cannot reach the voxtral server (${e.message}). Is \`voxtral serve\` running?`, 'info');
+    return;
+  }
+  const info = state.info;
+  if (!info.pyodide.ready) {
+    showMessage('error', `The server has no Pyodide runtime yet: run \`${info.pyodide.how_to_fetch}\`, then restart voxtral serve.`, 'pyodide');
+  }
+  if (info.demo) {
+    $('demo-banner').hidden = false;
+    $('how-to-weights').textContent = info.how_to_get_weights;
+  }
+  renderModels();
+  worker.postMessage({ type: 'init', backend: BACKEND, indexURL: info.pyodide.index_url, packageURL: info.package_url });
+  if (!window.isSecureContext) {
+    showMessage('warn', 'This page is not a secure context: the microphone and the shard cache need https:// or localhost.', 'secure');
+  }
+}
+
+async function checkWebGPU() {
+  const el = $('webgpu-status');
+  if (!('gpu' in navigator)) {
+    el.textContent = 'not available in this browser (fine: the numpy backend does not need it)';
+    return;
+  }
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) {
+      el.textContent = 'no adapter (GPU blocked or missing; the numpy backend does not need it)';
+      return;
+    }
+    const i = adapter.info || {};
+    const fallback = i.isFallbackAdapter || adapter.isFallbackAdapter;
+    const name = [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'adapter';
+    el.textContent = `available: ${name}${fallback ? ' (software fallback)' : ''}`
+      + (BACKEND === 'webgpu' ? '' : ' - not used by this backend');
+  } catch (e) {
+    el.textContent = `error asking for an adapter (${e.message})`;
+  }
+}
+
+function renderModels() {
+  const sel = $('model-select');
+  sel.innerHTML = '';
+  for (const m of state.info.models) {
+    const o = document.createElement('option');
+    o.value = m.id;
+    o.textContent = `${m.id} (${m.kind.toUpperCase()}${m.demo ? ', random-weight demo' : ''})`
+      + (m.kind === 'asr' ? '' : ' - not used by this page yet');
+    sel.appendChild(o);
+  }
+  const firstAsr = state.info.models.find((m) => m.kind === 'asr');
+  if (firstAsr) sel.value = firstAsr.id;
+  sel.onchange = () => selectModel(sel.value);
+  if (!state.info.models.length) showMessage('error', 'The server offers no model.', 'nomodel');
+  else selectModel(sel.value);
+}
+
+function selectModel(id) {
+  state.model = state.info.models.find((m) => m.id === id) || null;
+  if (!state.model) return;
+  $('model-size').textContent = `${state.model.shards.length} shard(s), ${fmtBytes(state.model.total_size)}`;
+  renderShardRows();
+  refreshCacheStatus();
+  updateButtons();
+}
+
+function renderShardRows() {
+  const list = $('shard-list');
+  list.innerHTML = '';
+  state.model.shards.forEach((s, i) => {
+    const row = document.createElement('div');
+    row.className = 'progress shard';
+    row.id = 'shard-' + i;
+    row.hidden = true;
+    row.innerHTML = `<div class="progress-label"><span>${s.name}</span><span class="bytes"></span></div>`
+      + '<div class="bar"><div class="fill"></div></div>';
+    list.appendChild(row);
+  });
+}
+
+function cacheKey(shard) {
+  return new URL(shard.url + '?sha256=' + shard.sha256, location.origin).href;
+}
+
+async function refreshCacheStatus() {
+  const m = state.model;
+  let cachedBytes = 0, cachedCount = 0;
+  try {
+    const cache = await caches.open(CACHE_NAME);
+    for (const s of m.shards) {
+      if (await cache.match(cacheKey(s))) { cachedCount++; cachedBytes += s.size; }
+    }
+  } catch (e) { /* no Cache Storage: shown below */ }
+  const all = cachedCount === m.shards.length;
+  $('load-btn').textContent = all ? 'Load model (from the browser cache)'
+    : `Load model from server (${fmtBytes(m.total_size - cachedBytes)})`;
+  let usage = `${cachedCount} of ${m.shards.length} shards of this model cached`;
+  try {
+    const est = await navigator.storage.estimate();
+    usage += `; this site uses ${fmtBytes(est.usage || 0)} of ${fmtBytes(est.quota || 0)} allowed`;
+  } catch (e) { /* estimate() missing */ }
+  if (!window.caches) usage = 'Cache Storage is not available here: every load downloads';
+  $('cache-usage').textContent = usage;
+}
+
+// ---------------------------------------------------------------- model loading
+
+function loadModel() {
+  if (!state.model || state.loading) return;
+  state.loading = true;
+  state.loaded = false;
+  state.shardSources = [];
+  setBody('model', 'loading');
+  $('overall-progress').hidden = false;
+  state.model.shards.forEach((s, i) => {
+    const row = $('shard-' + i);
+    row.hidden = false;
+    row.querySelector('.fill').style.width = '0%';
+    row.querySelector('.fill').className = 'fill';
+    row.querySelector('.bytes').textContent = `0 / ${fmtBytes(s.size)}`;
+  });
+  state.progress = state.model.shards.map(() => 0);
+  updateOverall();
+  $('load-note').textContent = state.runtimeReady ? 'loading ...' : 'loading (the Python runtime is still starting) ...';
+  clearMessage('load');
+  updateButtons();
+  worker.postMessage({ type: 'load', model: state.model });
+}
+
+function updateOverall() {
+  const done = state.progress.reduce((a, b) => a + b, 0);
+  const total = state.model.total_size;
+  $('overall-fill').style.width = `${total ? (100 * done / total).toFixed(1) : 100}%`;
+  $('overall-fill').classList.toggle('done', done >= total);
+  $('overall-bytes').textContent = `${fmtBytes(done)} / ${fmtBytes(total)}`;
+}
+
+function onShardProgress(msg) {
+  const row = $('shard-' + msg.index);
+  const s = state.model.shards[msg.index];
+  state.progress[msg.index] = msg.loaded;
+  const fill = row.querySelector('.fill');
+  fill.style.width = `${(100 * msg.loaded / msg.total).toFixed(1)}%`;
+  if (msg.source === 'cache') fill.classList.add('cache');
+  if (msg.done) fill.classList.add('done');
+  row.querySelector('.bytes').textContent =
+    `${fmtBytes(msg.loaded)} / ${fmtBytes(s.size)} ${msg.source === 'cache' ? '(browser cache)' : '(server)'}`;
+  updateOverall();
+}
+
+function onLoaded(msg) {
+  state.loading = false;
+  state.loaded = true;
+  state.shardSources = msg.sources;
+  setBody('model', 'loaded');
+  const fromCache = msg.sources.every((s) => s === 'cache');
+  const fromNet = msg.sources.filter((s) => s === 'network').length;
+  state.loadFigures = msg;
+  $('load-note').textContent = (fromCache ? 'Loaded from the browser cache (no download)'
+    : `Downloaded ${fromNet} shard(s) from the server`) + ` in ${(msg.loadMs / 1000).toFixed(2)} s`
+    + ` (${msg.info.dim}-dim, ${msg.info.n_layers} layers, tokenizer: ${msg.info.tokenizer}).`;
+  document.body.dataset.loadSource = fromCache ? 'cache' : 'network';
+  $('fig-load').textContent = `${(msg.loadMs / 1000).toFixed(2)} s (shards ${(msg.downloadMs / 1000).toFixed(2)} s`
+    + `, model build ${(msg.buildMs / 1000).toFixed(2)} s)`;
+  $('mic-status').textContent = 'ready';
+  if ($('transcript').dataset.state === 'empty') $('transcript').dataset.state = 'ready';
+  refreshCacheStatus();
+  updateButtons();
+}
+
+// ---------------------------------------------------------------- transcript display
+
+function startTranscript(label) {
+  state.streamedText = '';
+  state.result = null;
+  const t = $('transcript');
+  t.textContent = '';
+  t.dataset.state = 'running';
+  t.dataset.tokens = '[]';
+  t.dataset.source = label;
+  $('cues').innerHTML = '';
+  for (const id of ['fig-audio', 'fig-compute', 'fig-rtf', 'fig-steps']) $(id).textContent = '-';
+  updateButtons();
+}
+
+function onPartial(text) {
+  state.streamedText += text;
+  $('transcript').textContent = state.streamedText;
+}
+
+function showFigures(t) {
+  if (t.audio_s != null) $('fig-audio').textContent = `${Number(t.audio_s).toFixed(2)} s`;
+  if (t.compute_s != null) $('fig-compute').textContent = `${Number(t.compute_s).toFixed(2)} s`;
+  if (t.rtf != null) $('fig-rtf').textContent = `${Number(t.rtf).toFixed(3)} (${t.rtf < 1 ? 'faster' : 'slower'} than real time)`;
+  if (t.steps_per_s != null) $('fig-steps').textContent = `${Number(t.steps_per_s).toFixed(1)} (${t.steps} steps)`;
+}
+
+function parseCues(vtt) {
+  const cues = [];
+  const blocks = vtt.split(/\n\n+/);
+  for (const b of blocks) {
+    const lines = b.split('\n');
+    const i = lines.findIndex((l) => l.includes('-->'));
+    if (i < 0) continue;
+    const [a, z] = lines[i].split('-->').map((x) => x.trim());
+    cues.push({ start: a, end: z, text: lines.slice(i + 1).join(' ') });
+  }
+  return cues;
+}
+
+function onResult(msg) {
+  const r = msg.result;
+  state.result = r;
+  state.busy = false;
+  state.resultName = (msg.name || (msg.source === 'mic' ? 'recording' : 'transcript')).replace(/\.[^.]+$/, '');
+  const t = $('transcript');
+  t.textContent = r.text;
+  t.dataset.tokens = JSON.stringify(r.tokens);
+  t.dataset.state = 'done';
+  t.dataset.source = msg.source;
+  const cues = $('cues');
+  cues.innerHTML = '';
+  for (const c of parseCues(r.vtt)) {
+    const row = document.createElement('div');
+    row.className = 'cue';
+    const time = document.createElement('time');
+    time.textContent = `${c.start.slice(3, 11)} - ${c.end.slice(3, 11)}`;
+    const span = document.createElement('span');
+    span.textContent = c.text;
+    row.append(time, span);
+    cues.appendChild(row);
+  }
+  showFigures(r.timings);
+  if (msg.source === 'file') {
+    $('file-fill').style.width = '100%';
+    $('file-fill').classList.add('done');
+    $('file-done').textContent = `done in ${(msg.wallMs / 1000).toFixed(2)} s`;
+  } else {
+    $('mic-status').textContent = `stopped (${r.timings.audio_s.toFixed(2)} s of audio)`;
+    $('save-rec-btn').disabled = false;
+  }
+  pendingFile = null;
+  updateButtons();
+}
+
+function download(name, text, type) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+async function copyText() {
+  const text = state.result ? state.result.text : '';
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (e) {
+    const ta = document.createElement('textarea');
+    ta.value = text;
+    document.body.appendChild(ta);
+    ta.select();
+    document.execCommand('copy');
+    ta.remove();
+  }
+  $('copy-btn').textContent = 'Copied';
+  setTimeout(() => { $('copy-btn').textContent = 'Copy'; }, 1200);
+}
+
+// ---------------------------------------------------------------- microphone
+
+async function startRecording() {
+  if (!state.loaded || state.recording) return;
+  clearMessage('mic');
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    showMessage('error', 'This browser gives no microphone access here (it needs https:// or localhost).', 'mic');
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  } catch (e) {
+    const why = e.name === 'NotAllowedError' ? 'permission was denied (allow the microphone for this site)'
+      : e.name === 'NotFoundError' ? 'no microphone was found' : `${e.name}: ${e.message}`;
+    showMessage('error', `Cannot record: ${why}.`, 'mic');
+    return;
+  }
+  let ctx;
+  try {
+    ctx = new AudioContext({ sampleRate: 16000 });
+  } catch (e) {
+    ctx = new AudioContext();  // the worklet resamples
+  }
+  await ctx.audioWorklet.addModule('/capture-worklet.js');
+  const src = ctx.createMediaStreamSource(stream);
+  const node = new AudioWorkletNode(ctx, 'voxtral-capture', {
+    numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
+    processorOptions: { pieceSamples: PIECE_SAMPLES } });
+  rec = { stream, ctx, node, src, flushed: null };
+  node.port.onmessage = (e) => {
+    const d = e.data;
+    if (d.flushed) { if (rec && rec.flushed) rec.flushed(); return; }
+    worker.postMessage({ type: 'liveAudio', samples: d.samples }, [d.samples.buffer]);
+    showLevel(d.rms);
+  };
+  startTranscript('mic');
+  worker.postMessage({ type: 'liveStart' });
+  src.connect(node);
+  node.connect(ctx.destination);  // silent output keeps the node pulled by the graph
+  if (ctx.state === 'suspended') await ctx.resume();
+  state.recording = true;
+  setBody('recording', 'on');
+  $('mic-status').textContent = `recording (${ctx.sampleRate} Hz context${ctx.sampleRate === 16000 ? '' : ', resampled to 16 kHz'}) ...`;
+  updateButtons();
+}
+
+function showLevel(rms) {
+  const db = 20 * Math.log10(Math.max(rms, 1e-6));
+  const level = Math.min(1, Math.max(0, (db + 60) / 60));
+  $('level-fill').style.width = `${(100 * level).toFixed(0)}%`;
+}
+
+async function stopRecording() {
+  if (!rec) return;
+  const r = rec;
+  state.recording = false;
+  updateButtons();
+  const flushed = new Promise((resolve) => { r.flushed = resolve; setTimeout(resolve, 1000); });
+  r.node.port.postMessage('flush');
+  await flushed;
+  r.stream.getTracks().forEach((t) => t.stop());
+  r.src.disconnect();
+  r.node.disconnect();
+  await r.ctx.close();
+  rec = null;
+  showLevel(0);
+  setBody('recording', 'off');
+  state.busy = true;
+  $('mic-status').textContent = 'finishing ...';
+  worker.postMessage({ type: 'liveStop' });
+  updateButtons();
+}
+
+function receivedAudio() {
+  const id = Math.random().toString(36).slice(2);
+  return new Promise((resolve) => {
+    waiters[id] = resolve;
+    worker.postMessage({ type: 'getReceivedAudio', id });
+  });
+}
+
+function encodeWavFloat32(samples, rate) {
+  // RIFF/WAVE, IEEE float (tag 3), mono: fmt chunk with cbSize 0, a fact chunk, then the data.
+  const dataBytes = samples.length * 4;
+  const buf = new ArrayBuffer(12 + 26 + 12 + 8 + dataBytes);
+  const v = new DataView(buf);
+  let p = 0;
+  const str = (s) => { for (const c of s) v.setUint8(p++, c.charCodeAt(0)); };
+  const u32 = (x) => { v.setUint32(p, x, true); p += 4; };
+  const u16 = (x) => { v.setUint16(p, x, true); p += 2; };
+  str('RIFF'); u32(buf.byteLength - 8); str('WAVE');
+  str('fmt '); u32(18); u16(3); u16(1); u32(rate); u32(rate * 4); u16(4); u16(32); u16(0);
+  str('fact'); u32(4); u32(samples.length);
+  str('data'); u32(dataBytes);
+  // the data starts at byte 58, not 4-aligned: copy bytes (every browser is little-endian)
+  new Uint8Array(buf, p).set(new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
+  return buf;
+}
+
+async function saveRecording() {
+  const s = await receivedAudio();
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([encodeWavFloat32(s, 16000)], { type: 'audio/wav' }));
+  a.download = 'recording-16khz.wav';
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+// ---------------------------------------------------------------- files
+
+function isWav(bytes) {
+  const h = new Uint8Array(bytes, 0, Math.min(12, bytes.byteLength));
+  const s = (a, b) => String.fromCharCode(...h.slice(a, b));
+  return h.length >= 12 && (s(0, 4) === 'RIFF' || s(0, 4) === 'RF64') && s(8, 12) === 'WAVE';
+}
+
+async function decodeInBrowser(name, bytes) {
+  // decodeAudioData resamples to the context's rate: a 16 kHz offline context gives what we need.
+  const ctx = new OfflineAudioContext(1, 1, 16000);
+  let audio;
+  try {
+    audio = await ctx.decodeAudioData(bytes.slice(0));
+  } catch (e) {
+    throw new Error(`"${name}" could not be decoded as audio by this browser (not an audio file, or an unsupported format)`);
+  }
+  const n = audio.length;
+  const mono = new Float32Array(n);
+  for (let c = 0; c < audio.numberOfChannels; c++) {
+    const ch = audio.getChannelData(c);
+    for (let i = 0; i < n; i++) mono[i] += ch[i] / audio.numberOfChannels;
+  }
+  return mono;
+}
+
+async function handleFile(file) {
+  clearMessage('file');
+  if (!file) return;
+  if (!state.loaded) {
+    showMessage('error', 'Load the model first (button "Load model" above), then drop the file again.', 'file');
+    return;
+  }
+  if (state.busy || state.recording) {
+    showMessage('warn', 'Busy: wait for the current transcription to finish.', 'file');
+    return;
+  }
+  const bytes = await file.arrayBuffer();
+  if (bytes.byteLength === 0) {
+    showMessage('error', `"${file.name}" is empty.`, 'file');
+    return;
+  }
+  state.busy = true;
+  startTranscript('file');
+  $('file-progress').hidden = false;
+  $('file-name').textContent = file.name;
+  $('file-done').textContent = '';
+  $('file-fill').style.width = '0%';
+  $('file-fill').className = 'fill';
+  updateButtons();
+  if (isWav(bytes)) {
+    pendingFile = { name: file.name, bytes: bytes.slice(0) };
+    worker.postMessage({ type: 'transcribeFile', name: file.name, bytes }, [bytes]);
+    return;
+  }
+  try {
+    const samples = await decodeInBrowser(file.name, bytes);
+    worker.postMessage({ type: 'transcribeSamples', name: file.name, samples }, [samples.buffer]);
+  } catch (e) {
+    failFile(e.message);
+  }
+}
+
+function failFile(message) {
+  state.busy = false;
+  pendingFile = null;
+  $('transcript').dataset.state = 'error';
+  $('file-done').textContent = 'failed';
+  showMessage('error', message, 'file');
+  updateButtons();
+}
+
+async function onFileError(msg) {
+  // A WAV that Python cannot read (a compressed encoding, say): let the browser try it.
+  const p = pendingFile;
+  pendingFile = null;
+  if (p) {
+    try {
+      const samples = await decodeInBrowser(p.name, p.bytes);
+      worker.postMessage({ type: 'transcribeSamples', name: p.name, samples }, [samples.buffer]);
+      return;
+    } catch (e) { /* fall through to Python's message, which names the problem */ }
+  }
+  failFile(`Cannot transcribe this file: ${msg.message}`);
+}
+
+// ---------------------------------------------------------------- worker messages
+
+function onWorkerMessage(e) {
+  const msg = e.data;
+  switch (msg.type) {
+    case 'status':
+      if (msg.stage === 'runtime') $('runtime-status').textContent = msg.text;
+      else $('load-note').textContent = msg.text;
+      break;
+    case 'ready':
+      state.runtimeReady = true;
+      setBody('runtime', 'ready');
+      $('runtime-status').textContent = `ready in ${(msg.initMs / 1000).toFixed(1)} s (Pyodide ${msg.pyodide}, ${msg.versions})`;
+      $('backend-label').textContent = msg.backendLabel;
+      document.body.dataset.backend = msg.backend;
+      updateButtons();
+      break;
+    case 'shardProgress':
+      onShardProgress(msg);
+      break;
+    case 'cacheWarning':
+      showMessage('warn', msg.message, 'cache');
+      break;
+    case 'loaded':
+      onLoaded(msg);
+      break;
+    case 'partial':
+      onPartial(msg.text);
+      break;
+    case 'fileProgress':
+      $('file-fill').style.width = `${(100 * msg.done / Math.max(msg.total, 1e-9)).toFixed(1)}%`;
+      $('file-done').textContent = `${msg.done.toFixed(1)} / ${msg.total.toFixed(1)} s`;
+      break;
+    case 'liveFigures':
+      showFigures(msg);
+      break;
+    case 'result':
+      onResult(msg);
+      break;
+    case 'receivedAudio':
+      if (waiters[msg.id]) { waiters[msg.id](msg.samples); delete waiters[msg.id]; }
+      break;
+    case 'error':
+      onError(msg);
+      break;
+    default:
+      break;
+  }
+}
+
+function onError(msg) {
+  if (msg.where === 'init') {
+    setBody('runtime', 'error');
+    $('runtime-status').textContent = 'failed';
+    showMessage('error', `The Python runtime could not start: ${msg.message}`, 'init');
+  } else if (msg.where === 'load') {
+    state.loading = false;
+    setBody('model', 'error');
+    $('load-note').textContent = 'failed';
+    showMessage('error', `Loading the model failed: ${msg.message}`, 'load');
+  } else if (msg.where === 'file') {
+    onFileError(msg);
+  } else if (msg.where === 'live') {
+    state.busy = false;
+    if (rec) stopRecording();
+    $('transcript').dataset.state = 'error';
+    showMessage('error', `Live transcription failed: ${msg.message}`, 'mic');
+  } else {
+    showMessage('error', msg.message, msg.where);
+  }
+  updateButtons();
+}
+
+// ---------------------------------------------------------------- wiring
+
+$('load-btn').onclick = loadModel;
+$('clear-cache-btn').onclick = async () => {
+  try {
+    await caches.delete(CACHE_NAME);
+    showMessage('info', 'The model cache was cleared: the next load downloads the shards again.', 'cache');
+  } catch (e) {
+    showMessage('error', `Could not clear the cache: ${e.message}`, 'cache');
+  }
+  if (state.model) refreshCacheStatus();
+};
+$('record-btn').onclick = startRecording;
+$('stop-btn').onclick = stopRecording;
+$('save-rec-btn').onclick = saveRecording;
+$('copy-btn').onclick = copyText;
+$('dl-txt').onclick = () => download(`${state.resultName}.txt`, state.result.text + '\n', 'text/plain');
+$('dl-srt').onclick = () => download(`${state.resultName}.srt`, state.result.srt, 'application/x-subrip');
+$('dl-vtt').onclick = () => download(`${state.resultName}.vtt`, state.result.vtt, 'text/vtt');
+$('file-input').onchange = (e) => { handleFile(e.target.files[0]); e.target.value = ''; };
+const dz = $('drop-zone');
+dz.addEventListener('dragover', (e) => { e.preventDefault(); dz.classList.add('over'); });
+dz.addEventListener('dragleave', () => dz.classList.remove('over'));
+dz.addEventListener('drop', (e) => {
+  e.preventDefault();
+  dz.classList.remove('over');
+  const f = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+  if (f) handleFile(f);
+});
+// a file dropped outside the zone should not navigate away from the app
+window.addEventListener('dragover', (e) => e.preventDefault());
+window.addEventListener('drop', (e) => e.preventDefault());
+
+window.voxtralApp = {
+  state,
+  receivedAudio,
+  async recordingWavBase64() {
+    const wav = new Uint8Array(encodeWavFloat32(await receivedAudio(), 16000));
+    let s = '';
+    for (let i = 0; i < wav.length; i += 0x8000) s += String.fromCharCode(...wav.subarray(i, i + 0x8000));
+    return btoa(s);
+  },
+};
+
+boot();

@@ -1,0 +1,271 @@
+// The Pyodide worker: Python runtime + numpy from the dev server, the `voxtral` package zip, model
+// shards (network or Cache Storage), and the ASR pipeline (python/voxtral/browser.py).
+//
+// Messages in (from app.js):
+//   {type:'init', backend, indexURL, packageURL}     boot Python; backend is "numpy" (now) or "webgpu"
+//   {type:'load', model}                             model = one entry of /api/info's "models"
+//   {type:'transcribeFile', name, bytes}             WAV bytes: read + resampled by Python, as the CLI does
+//   {type:'transcribeSamples', name, samples}        Float32Array at 16 kHz (decodeAudioData output)
+//   {type:'liveStart'} {type:'liveAudio', samples} {type:'liveStop'}
+//   {type:'getReceivedAudio'}                        the 16 kHz samples the live session received
+// Messages out: status, ready, shardProgress, cacheWarning, loaded, partial, fileProgress, liveFigures,
+//   result, receivedAudio, error.  Python work runs one task at a time (a promise queue); shard
+//   downloads run outside it so they overlap the Python boot.
+
+/* global loadPyodide, importScripts */
+const CACHE_NAME = 'voxtral-shards-v1';
+const PROGRESS_EVERY_MS = 100;
+const KEEP_RECEIVED_SAMPLES = 16000 * 60 * 30;  // the last recording is kept (for its WAV download) up to 30 min
+
+// The compute backend is this one parameter. Each entry prepares what the Python side needs
+// before `ASRPipeline(..., backend=name)` runs; the label is what the page shows.
+const BACKENDS = {
+  numpy: {
+    label: 'numpy (CPU, float32, inside Pyodide)',
+    async prepare() {},
+  },
+  webgpu: {
+    label: 'WebGPU (WGSL kernels)',
+    async prepare() {
+      // The browser host (web/gpu-host.js) arrives with the WebGPU backend.
+      try {
+        importScripts('/gpu-host.js');
+      } catch (e) {
+        throw new Error('the WebGPU backend is not part of this build yet (web/gpu-host.js is missing); use ?backend=numpy');
+      }
+      if (!self.navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
+    },
+  },
+};
+
+let pyodide = null;
+let session = null;
+let backendName = 'numpy';
+let queue = Promise.resolve();
+let received = [];   // Float32Array pieces of the current/last live session
+let receivedCount = 0;
+let liveOn = false;
+
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+const now = () => performance.now();
+
+function errorText(e) {
+  // A Python exception's message is its whole traceback; the last line says what went wrong.
+  const msg = (e && e.message) ? String(e.message) : String(e);
+  if (e && e.type) {
+    const lines = msg.trim().split('\n');
+    return lines[lines.length - 1].replace(/^[\w.]+Error: /, (m) => m.startsWith('voxtral') ? '' : m);
+  }
+  return msg;
+}
+
+function enqueue(what, fn) {
+  queue = queue.then(fn).catch((e) => {
+    console.error(e);
+    post({ type: 'error', where: what, message: errorText(e) });
+  });
+  return queue;
+}
+
+async function init(msg) {
+  const t0 = now();
+  backendName = msg.backend || 'numpy';
+  const backend = BACKENDS[backendName];
+  if (!backend) throw new Error(`unknown backend "${backendName}" (known: ${Object.keys(BACKENDS).join(', ')})`);
+  post({ type: 'status', stage: 'runtime', text: 'loading the Python runtime (Pyodide) ...' });
+  try {
+    importScripts(msg.indexURL + 'pyodide.js');
+  } catch (e) {
+    throw new Error('the Pyodide runtime is missing on the server: run `python scripts/fetch_web_assets.py` (or bash scripts/setup.sh) and restart voxtral serve');
+  }
+  pyodide = await loadPyodide({ indexURL: msg.indexURL, stdout: (s) => console.log(s), stderr: (s) => console.warn(s) });
+  post({ type: 'status', stage: 'runtime', text: 'loading numpy ...' });
+  await pyodide.loadPackage('numpy', { messageCallback: () => {} });
+  post({ type: 'status', stage: 'runtime', text: 'installing the voxtral package ...' });
+  const resp = await fetch(msg.packageURL, { cache: 'no-cache' });
+  if (!resp.ok) throw new Error(`could not fetch the voxtral package (${resp.status} ${msg.packageURL})`);
+  pyodide.FS.writeFile('/tmp/voxtral.zip', new Uint8Array(await resp.arrayBuffer()));
+  pyodide.runPython(`
+import sys, zipfile, shutil
+shutil.rmtree('/home/pyodide/voxtral-pkg', ignore_errors=True)
+zipfile.ZipFile('/tmp/voxtral.zip').extractall('/home/pyodide/voxtral-pkg')
+sys.path.insert(0, '/home/pyodide/voxtral-pkg')
+`);
+  await backend.prepare(pyodide);
+  session = pyodide.runPython('from voxtral.browser import Session\nSession()');
+  const versions = pyodide.runPython('import sys, numpy; f"Python {sys.version.split()[0]}, numpy {numpy.__version__}"');
+  post({ type: 'ready', backend: backendName, backendLabel: backend.label, versions,
+         pyodide: pyodide.version, initMs: Math.round(now() - t0) });
+}
+
+// ---- shards: Cache Storage first, else the network with byte-level progress ----
+
+function cacheKey(shard) {
+  return new URL(shard.url + '?sha256=' + shard.sha256, self.location.origin).href;
+}
+
+async function openCache() {
+  try {
+    return self.caches ? await self.caches.open(CACHE_NAME) : null;
+  } catch (e) {
+    return null;  // e.g. storage disabled: just download every time
+  }
+}
+
+async function sha256Hex(u8) {
+  const d = await crypto.subtle.digest('SHA-256', u8);
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function downloadShard(shard, index, cache) {
+  if (cache) {
+    const hit = await cache.match(cacheKey(shard));
+    if (hit) {
+      const u8 = new Uint8Array(await hit.arrayBuffer());
+      if (u8.length === shard.size) {
+        post({ type: 'shardProgress', index, loaded: u8.length, total: shard.size, source: 'cache', done: true });
+        return { u8, source: 'cache' };
+      }
+    }
+  }
+  const resp = await fetch(shard.url, { cache: 'no-store' });
+  if (!resp.ok) throw new Error(`download of ${shard.name} failed: HTTP ${resp.status}`);
+  const u8 = new Uint8Array(shard.size);
+  const reader = resp.body.getReader();
+  let loaded = 0;
+  let last = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (loaded + value.length > shard.size) throw new Error(`${shard.name}: the server sent more than the manifest's ${shard.size} bytes`);
+    u8.set(value, loaded);
+    loaded += value.length;
+    if (now() - last > PROGRESS_EVERY_MS) {
+      last = now();
+      post({ type: 'shardProgress', index, loaded, total: shard.size, source: 'network' });
+    }
+  }
+  if (loaded !== shard.size) throw new Error(`${shard.name}: got ${loaded} bytes, expected ${shard.size} (interrupted download?)`);
+  const got = await sha256Hex(u8);
+  if (got !== shard.sha256) throw new Error(`${shard.name}: sha256 mismatch (got ${got.slice(0, 12)}..., expected ${shard.sha256.slice(0, 12)}...): bad download or stale manifest`);
+  post({ type: 'shardProgress', index, loaded, total: shard.size, source: 'network', done: true });
+  if (cache) {
+    try {
+      await cache.put(cacheKey(shard), new Response(u8, {
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(u8.length) } }));
+    } catch (e) {
+      const quota = e && (e.name === 'QuotaExceededError' || /quota/i.test(String(e.message)));
+      post({ type: 'cacheWarning', message: quota
+        ? `browser storage is full (quota exceeded) while caching ${shard.name}: the model runs now but will be downloaded again next time`
+        : `could not cache ${shard.name} (${e.message || e}); it will be downloaded again next time` });
+    }
+  }
+  return { u8, source: 'network' };
+}
+
+async function fetchText(url) {
+  const r = await fetch(url, { cache: 'no-cache' });
+  if (!r.ok) throw new Error(`could not fetch ${url}: HTTP ${r.status}`);
+  return r.text();
+}
+
+async function load(model) {
+  const t0 = now();
+  const cache = await openCache();
+  const shards = [];
+  const sources = [];
+  for (let i = 0; i < model.shards.length; i++) {
+    const { u8, source } = await downloadShard(model.shards[i], i, cache);
+    shards.push(u8);
+    sources.push(source);
+  }
+  const tekken = model.files && model.files['tekken.json'] ? await fetchText(model.files['tekken.json']) : null;
+  const downloadMs = now() - t0;
+  await enqueue('load', async () => {
+    if (!session) throw new Error('the Python runtime did not start');
+    post({ type: 'status', stage: 'model', text: 'building the model in Python ...' });
+    const t1 = now();
+    const info = JSON.parse(session.load(shards, model.id, backendName, tekken));
+    post({ type: 'loaded', info, model: model.id, sources, downloadMs: Math.round(downloadMs),
+           buildMs: Math.round(now() - t1), loadMs: Math.round(now() - t0) });
+  });
+}
+
+// ---- transcription ----
+
+function onTextCallback() {
+  return (text) => post({ type: 'partial', text });
+}
+
+function onProgressCallback() {
+  let last = 0;
+  return (done, total) => {
+    if (now() - last > PROGRESS_EVERY_MS || done >= total) {
+      last = now();
+      post({ type: 'fileProgress', done, total });
+    }
+  };
+}
+
+function transcribeFile(msg) {
+  return enqueue('file', async () => {
+    const t0 = now();
+    const bytes = new Uint8Array(msg.bytes);
+    const out = msg.samples
+      ? session.transcribe_samples(msg.samples, onTextCallback(), onProgressCallback())
+      : session.transcribe_file(bytes, onTextCallback(), onProgressCallback());
+    post({ type: 'result', source: 'file', name: msg.name, result: JSON.parse(out), wallMs: Math.round(now() - t0) });
+  });
+}
+
+self.onmessage = (e) => {
+  const msg = e.data;
+  switch (msg.type) {
+    case 'init':
+      enqueue('init', () => init(msg));
+      break;
+    case 'load':
+      load(msg.model).catch((err) => post({ type: 'error', where: 'load', message: errorText(err) }));
+      break;
+    case 'transcribeFile':
+    case 'transcribeSamples':
+      transcribeFile(msg);
+      break;
+    case 'liveStart':
+      received = [];
+      receivedCount = 0;
+      liveOn = true;
+      enqueue('live', async () => { session.live_start(); });
+      break;
+    case 'liveAudio':
+      if (!liveOn) break;
+      if (receivedCount + msg.samples.length <= KEEP_RECEIVED_SAMPLES) {
+        received.push(msg.samples);
+        receivedCount += msg.samples.length;
+      }
+      enqueue('live', async () => {
+        const fig = JSON.parse(session.live_push(msg.samples));
+        post({ type: 'liveFigures', ...fig });
+        if (fig.text) post({ type: 'partial', text: fig.text });
+      });
+      break;
+    case 'liveStop':
+      liveOn = false;
+      enqueue('live', async () => {
+        const r = JSON.parse(session.live_finish());
+        if (r.tail) post({ type: 'partial', text: r.tail });
+        post({ type: 'result', source: 'mic', result: r });
+      });
+      break;
+    case 'getReceivedAudio': {
+      const n = received.reduce((a, p) => a + p.length, 0);
+      const all = new Float32Array(n);
+      let off = 0;
+      for (const p of received) { all.set(p, off); off += p.length; }
+      post({ type: 'receivedAudio', samples: all, id: msg.id }, [all.buffer]);
+      break;
+    }
+    default:
+      post({ type: 'error', where: 'worker', message: `unknown message ${msg.type}` });
+  }
+};
