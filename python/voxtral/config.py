@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Published values (ASR spec section 2.2); used when a tekken.json has no `audio` block.
 DEFAULT_ASR_AUDIO = {
@@ -37,6 +37,7 @@ class TransformerConfig:
     norm_eps: float
     sliding_window: int | None  # None = attend to the whole cache
     use_biases: bool = False
+    use_rope: bool = True  # False: no positional encoding at all (the TTS flow-matching head)
 
     @classmethod
     def from_params(cls, p: dict) -> "TransformerConfig":
@@ -130,4 +131,160 @@ class ASRConfig:
             ada_t_cond_dim=int(params.get("ada_rms_norm_t_cond_dim", 32)),
             audio=audio,
             tied_embeddings=bool(params.get("tied_embeddings", True)),
+        )
+
+
+# ------------------------------------------------------------------------------------------- TTS
+# Defaults the published params.json leaves out (TTS spec 2.2, "absent from params.json").
+TTS_DEFAULT_EULER_STEPS = 7  # vLLM-Omni `n_decoding_steps` fallback: 7 Euler steps = 8 timesteps
+TTS_DEFAULT_CFG_ALPHA = 1.2
+TTS_N_SPECIAL_AUDIO_CODES = 2  # [EMPTY_AUDIO] = 0, [END_AUDIO] = 1 head every codebook
+CODEC_ENCODER_STRIDES_DEFAULT = "2,2,2,1"  # only used to derive the decoder's first window
+
+
+def _csv_ints(text) -> tuple[int, ...]:
+    # params.json stores the codec stage lists as comma-separated strings ("2,2,2,2").
+    return tuple(int(v) for v in str(text).split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """The codec decoder (TTS spec 8): codes [T, 37] -> 24 kHz waveform."""
+
+    dim: int
+    hidden_dim: int
+    head_dim: int
+    n_heads: int
+    n_kv_heads: int
+    norm_eps: float  # block RMSNorms: 1e-2 (deliberate)
+    qk_norm: bool
+    qk_norm_eps: float  # 1e-6
+    layer_scale: bool
+    semantic_codebook_size: int
+    semantic_dim: int
+    acoustic_codebook_size: int  # FSQ levels (21)
+    acoustic_dim: int  # FSQ dims (36)
+    patch_size: int  # output samples per 100 Hz step (240)
+    patch_kernel: int  # output_proj kernel (7)
+    kernels: tuple[int, ...]  # conv kernel per stage ("3,4,4,4")
+    strides: tuple[int, ...]  # conv stride per stage ("1,2,2,2"): stage 0 conv, then upsamplers
+    lengths: tuple[int, ...]  # transformer layers per stage ("2,2,2,2")
+    windows: tuple[int, ...]  # attention window W per stage (2,4,8,16): keys i-W..i
+    sampling_rate: int = 24000
+
+    @property
+    def latent_dim(self) -> int:
+        return self.semantic_dim + self.acoustic_dim
+
+    @property
+    def upsample(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def samples_per_frame(self) -> int:  # 1920 = 80 ms at 24 kHz
+        return self.patch_size * self.upsample
+
+    @classmethod
+    def from_params(cls, a: dict) -> "CodecConfig":
+        strides = _csv_ints(a["decoder_convs_strides_str"])
+        kernels = _csv_ints(a["decoder_convs_kernels_str"])
+        lengths = _csv_ints(a["decoder_transformer_lengths_str"])
+        if not len(strides) == len(kernels) == len(lengths):
+            raise ValueError("codec decoder stage lists (strides, kernels, lengths) differ in length")
+        return cls(
+            dim=int(a["dim"]), hidden_dim=int(a["hidden_dim"]), head_dim=int(a["head_dim"]),
+            n_heads=int(a["n_heads"]), n_kv_heads=int(a.get("n_kv_heads", a["n_heads"])),
+            norm_eps=float(a.get("norm_eps", 1e-2)), qk_norm=bool(a.get("qk_norm", True)),
+            qk_norm_eps=float(a.get("qk_norm_eps", 1e-6)), layer_scale=bool(a.get("layer_scale", True)),
+            semantic_codebook_size=int(a["semantic_codebook_size"]), semantic_dim=int(a["semantic_dim"]),
+            acoustic_codebook_size=int(a["acoustic_codebook_size"]), acoustic_dim=int(a["acoustic_dim"]),
+            patch_size=int(a["pretransform_patch_size"]), patch_kernel=int(a["patch_proj_kernel_size"]),
+            kernels=kernels, strides=strides, lengths=lengths,
+            windows=_codec_windows(a, strides), sampling_rate=int(a.get("sampling_rate", 24000)),
+        )
+
+
+def _codec_windows(a: dict, decoder_strides: tuple[int, ...]) -> tuple[int, ...]:
+    """Decoder attention window per stage (TTS spec 8.4): the base window is halved after each
+    stride-2 conv of the (absent) encoder, then doubled after each stride-2 decoder upsampler:
+    16 -> 2 at 12.5 Hz, then 4, 8, 16."""
+    w = int(a.get("attn_sliding_window_size", 16))
+    halve = bool(a.get("half_attn_window_upon_downsampling", True))
+    if halve:
+        for s in _csv_ints(a.get("encoder_convs_strides_str", CODEC_ENCODER_STRIDES_DEFAULT)):
+            if s > 1:
+                w //= 2
+    windows = []
+    for s in decoder_strides:
+        if halve and s > 1:
+            w *= 2
+        windows.append(w)
+    return tuple(windows)
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    """Voxtral 4B TTS: Mistral backbone + flow-matching head + codec decoder (TTS spec 2)."""
+
+    backbone: TransformerConfig  # causal, interleaved RoPE, full cache (no sliding window)
+    flow: TransformerConfig  # bidirectional over 3 tokens, no RoPE (use_rope False)
+    codec: CodecConfig
+    vocab_size: int
+    semantic_codebook_size: int  # 8192
+    acoustic_codebook_size: int  # 21 FSQ levels
+    n_acoustic_codebook: int  # 36
+    audio_token_id: int = 24  # [AUDIO]: voice placeholder
+    begin_audio_token_id: int = 25
+    bos_token_id: int = 1
+    sampling_rate: int = 24000
+    frame_rate: float = 12.5
+    euler_steps: int = TTS_DEFAULT_EULER_STEPS
+    cfg_alpha: float = TTS_DEFAULT_CFG_ALPHA
+    # voice name -> rows (tekken.json audio.voice_num_audio_tokens); not part of equality/hash
+    voice_rows: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def n_codebooks(self) -> int:  # 37
+        return 1 + self.n_acoustic_codebook
+
+    @property
+    def codebook_offsets(self) -> tuple[int, ...]:
+        """Row of code 0 of each codebook in the concatenated embedding table (TTS spec 3.3):
+        semantic 0, acoustic k -> 8194 + 23·(k-1). Every table carries the 2 specials."""
+        n = TTS_N_SPECIAL_AUDIO_CODES
+        sem = self.semantic_codebook_size + n
+        return (0,) + tuple(sem + (self.acoustic_codebook_size + n) * k for k in range(self.n_acoustic_codebook))
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.codec.samples_per_frame
+
+    @classmethod
+    def from_params(cls, params: dict, tekken_audio: dict | None = None) -> "TTSConfig":
+        mm = params["multimodal"]
+        am = mm["audio_model_args"]
+        fm = dict(am["acoustic_transformer_args"])
+        fm.setdefault("norm_eps", 1e-5)  # dataclass default in the reference (absent from the file)
+        enc = am.get("audio_encoding_args", {})
+        # The FM head has no positional encoding at all (rope_theta in its args is inert, TTS spec 7.3).
+        flow = replace(TransformerConfig.from_params(fm), use_rope=False, sliding_window=None)
+        backbone = TransformerConfig.from_params(params)
+        if backbone.sliding_window is not None:
+            raise ValueError("the TTS backbone attends to its whole cache; params.json has a sliding_window")
+        ta = tekken_audio or {}
+        return cls(
+            backbone=backbone,
+            flow=flow,
+            codec=CodecConfig.from_params(mm["audio_tokenizer_args"]),
+            vocab_size=int(params["vocab_size"]),
+            semantic_codebook_size=int(am["semantic_codebook_size"]),
+            acoustic_codebook_size=int(am["acoustic_codebook_size"]),
+            n_acoustic_codebook=int(am["n_acoustic_codebook"]),
+            audio_token_id=int(am.get("audio_token_id", 24)),
+            begin_audio_token_id=int(am.get("begin_audio_token_id", 25)),
+            bos_token_id=int(mm.get("bos_token_id", 1)),
+            sampling_rate=int(enc.get("sampling_rate", ta.get("sampling_rate", 24000))),
+            frame_rate=float(enc.get("frame_rate", ta.get("frame_rate", 12.5))),
+            euler_steps=int(fm.get("n_decoding_steps") or TTS_DEFAULT_EULER_STEPS),
+            voice_rows={str(k): int(v) for k, v in (ta.get("voice_num_audio_tokens") or {}).items()},
         )

@@ -197,12 +197,14 @@ class NumpyOps:
         return self._inv_freq[key]
 
     def attention(self, q, k, v, q_pos, k_pos, n_heads: int, n_kv_heads: int, head_dim: int,
-                  window: int | None) -> np.ndarray:
+                  window: int | None, alibi_slopes=None) -> np.ndarray:
         """Causal (sliding-window) GQA attention by absolute positions.
 
         q [M, n_heads*hd]; k, v [Nk, n_kv_heads*hd]; q_pos [M]; k_pos [Nk] (any order; empty
         slots carry int64 max, which no query can see). Key j is visible to query i iff i - window < j <= i
         (window None: j <= i). Query head h reads kv head h // (n_heads / n_kv_heads).
+        alibi_slopes [n_heads] (optional, host floats): adds slope_h·(pos_j - pos_i) to the scores
+        (the TTS codec; the caller passes window W+1 for its "i-W <= j <= i" rule).
         Returns [M, n_heads*hd].
         """
         q_pos = np.asarray(q_pos, dtype=np.int64)
@@ -218,10 +220,10 @@ class NumpyOps:
                 near &= k_pos > qp.min() - window
             idx = np.nonzero(near)[0]
             out[s:e] = self._attention_block(q[s:e], k[idx], v[idx], qp, k_pos[idx],
-                                             n_heads, n_kv_heads, head_dim, window)
+                                             n_heads, n_kv_heads, head_dim, window, alibi_slopes)
         return out
 
-    def _attention_block(self, q, k, v, q_pos, k_pos, n_heads, n_kv, hd, window):
+    def _attention_block(self, q, k, v, q_pos, k_pos, n_heads, n_kv, hd, window, alibi_slopes=None):
         m, nk = q.shape[0], k.shape[0]
         group = n_heads // n_kv
         acc = np.promote_types(self.dtype, np.float32)
@@ -230,6 +232,10 @@ class NumpyOps:
         vh = v.reshape(nk, n_kv, hd).transpose(1, 0, 2)  # [kv, Nk, hd]
         scores = (qh @ kh[:, None].swapaxes(-1, -2)).astype(acc, copy=False)  # [kv, g, M, Nk]
         scores *= 1.0 / math.sqrt(hd)
+        if alibi_slopes is not None:
+            slopes = np.asarray(alibi_slopes, dtype=acc).reshape(n_kv, group, 1, 1)  # head h = kv·group + g
+            rel = (k_pos[None, :] - q_pos[:, None]).astype(acc)  # [M, Nk], j - i (<= 0 where visible)
+            scores = scores + slopes * rel
         visible = k_pos[None, :] <= q_pos[:, None]  # [M, Nk]
         if window is not None:
             visible &= k_pos[None, :] > q_pos[:, None] - window
@@ -281,6 +287,26 @@ class NumpyOps:
         if b is not None:
             y = y + self.weight(b)
         return y.astype(self.dtype, copy=False)
+
+    def conv_transpose1d(self, x, w, stride: int) -> np.ndarray:
+        """Time-major transposed convolution (PyTorch ConvTranspose1d math), untrimmed.
+
+        x [T, C_in]; w [C_in, C_out, K] (PyTorch ConvTranspose1d layout, no bias).
+        out[stride·t + j] += x[t] · w[:, :, j] -> [(T-1)·stride + K, C_out]; the caller trims
+        (the causal codec keeps the first T·stride rows).
+        """
+        wd = self.weight(w)
+        c_in, c_out, k = wd.shape
+        t = x.shape[0]
+        taps = (x @ wd.reshape(c_in, c_out * k)).reshape(t, c_out, k)  # [T, C_out, K]
+        out = np.zeros(((t - 1) * stride + k, c_out), dtype=np.result_type(taps.dtype, self.dtype))
+        for j in range(k):
+            out[j:j + (t - 1) * stride + 1:stride] += taps[:, :, j]
+        return out.astype(self.dtype, copy=False)
+
+    def sum_rows(self, x) -> np.ndarray:
+        """[M, D] -> [1, D]: the sum of the rows (a TTS frame embedding sums 37 codebook rows)."""
+        return np.sum(x, axis=0, keepdims=True, dtype=np.promote_types(x.dtype, self.dtype))
 
     def embedding_rows(self, table, ids) -> np.ndarray:
         """table[ids] -> [len(ids), D]; a Q4 table dequantizes only the requested rows."""

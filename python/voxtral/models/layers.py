@@ -1,7 +1,9 @@
 """Mistral-style pre-norm transformer layer (attention + SwiGLU FFN) and its KV cache.
 
 Shared by the ASR encoder (MHA, biases on q/v/o/w2), the ASR decoder (GQA, no biases, FFN input
-scaled by the time conditioning) and, later, the TTS backbone. All arithmetic goes through `ops`.
+scaled by the time conditioning), the TTS backbone (plain causal GQA, full cache) and the TTS
+flow-matching head (`use_rope` False; bidirectional by giving a group of rows one position and
+window 1). All arithmetic goes through `ops`.
 
 Positions are absolute integers kept on the host (numpy int64): RoPE angles and attention masks are
 functions of them, never of a row's index in a cache.
@@ -212,8 +214,9 @@ class TransformerLayer:
         q = ops.linear(x, w.wq, w.bq)  # [M, n_heads*hd]
         k = ops.linear(x, w.wk, w.bk)  # [M, n_kv_heads*hd]
         v = ops.linear(x, w.wv, w.bv)  # [M, n_kv_heads*hd]
-        q = ops.rope_interleaved(q, positions, cfg.n_heads, cfg.head_dim, cfg.rope_theta)
-        k = ops.rope_interleaved(k, positions, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
+        if cfg.use_rope:  # the TTS flow-matching head has no positional encoding
+            q = ops.rope_interleaved(q, positions, cfg.n_heads, cfg.head_dim, cfg.rope_theta)
+            k = ops.rope_interleaved(k, positions, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
         a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
         h = ops.add(h, ops.linear(a, w.wo, w.bo))
         x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps)
