@@ -8,6 +8,8 @@
 //   gelu, silu      out = f(a)          0 a, 2 out
 //   swiglu          out = silu(a) · b   0 a, 1 b, 2 out
 //   add             out = a + b         0 a, 1 b, 2 out
+//   mul             out = a · b         0 a, 1 b, 2 out   (b_stride 0 broadcasts one row of b)
+//   copy            out = a             0 a, 2 out        (strided view -> contiguous, concat)
 //   gelu_inplace    io = gelu(io)       4 io   (uses the out view)
 //   silu_inplace    io = silu(io)       4 io
 //   add_inplace     io = io + b         1 b, 4 io
@@ -196,4 +198,16 @@ fn silu_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let e = element(wid, li);
     if (e.ok) { io[oi(e)] = io[oi(e)] + b[bi(e)]; }
+}
+
+@compute @workgroup_size(256)
+fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = element(wid, li);
+    if (e.ok) { out[oi(e)] = a[ai(e)] * b[bi(e)]; }
+}
+
+@compute @workgroup_size(256)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = element(wid, li);
+    if (e.ok) { out[oi(e)] = a[ai(e)]; }
 }

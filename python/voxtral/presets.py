@@ -63,8 +63,9 @@ ASR_FULL_PARAMS: dict = {
 }
 
 # Tiny ASR: encoder 4 heads x 16 (MHA, biases), decoder 4 query heads on 2 KV heads.  The vocab keeps
-# all 256 byte tokens plus some merges so any text is encodable.
-_ASR_TINY = {"dim": 96, "n_layers": 2, "head_dim": 32, "hidden_dim": 192, "n_heads": 4, "n_kv_heads": 2,
+# all 256 byte tokens plus some merges so any text is encodable. Every matrix width is a multiple of
+# 64 like the real ones, so Q4 rows stay u32-aligned and the GPU kernels see the real layout.
+_ASR_TINY = {"dim": 128, "n_layers": 2, "head_dim": 32, "hidden_dim": 256, "n_heads": 4, "n_kv_heads": 2,
              "vocab_size": 2048}
 _ASR_TINY_ENC = {"dim": 64, "n_layers": 2, "head_dim": 16, "hidden_dim": 128, "n_heads": 4, "n_kv_heads": 4}
 

@@ -12,7 +12,6 @@ to BF16 so the BF16 file and an f32 reference hold identical values.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,12 +22,11 @@ import zlib
 import numpy as np
 
 from voxtral.layout import asr_tensor_shapes, is_q4_candidate, tts_tensor_shapes
+from voxtral.prepare.shard import DEFAULT_SHARD_BYTES, split_file  # noqa: F401 (split_file re-exported)
 from voxtral.presets import asr_params, tts_params
 from voxtral.weights.loader import KEY_KIND, KEY_PARAMS, KEY_TEKKEN, VOICE_PREFIX
 from voxtral.weights.safetensors import f32_to_bf16_bits, write_safetensors_bf16_stream
 from voxtral.weights.torch_pt import bf16_bits_to_f32, write_pt_bf16
-
-DEFAULT_SHARD_BYTES = 512 * 1024 * 1024
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
@@ -184,34 +182,6 @@ def write_gguf(kind: str, path: str, params: dict, seed: int, progress: bool = F
         bar.close()
     w.close()
     return path
-
-
-def split_file(path: str, out_dir: str, max_bytes: int = DEFAULT_SHARD_BYTES) -> dict:
-    """Byte-split like `split -b`: shard-aa, shard-ab, ...; plus manifest.json (sizes, sha256)."""
-    os.makedirs(out_dir, exist_ok=True)
-    total = os.path.getsize(path)
-    shards = []
-    with open(path, "rb") as f:
-        i = 0
-        while True:
-            chunk = f.read(max_bytes)
-            if not chunk:
-                break
-            name = "shard-" + _split_suffix(i)
-            with open(os.path.join(out_dir, name), "wb") as g:
-                g.write(chunk)
-            shards.append({"name": name, "size": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
-            i += 1
-    manifest = {"format": "gguf-shards", "source": os.path.basename(path), "total_size": total,
-                "shards": shards}
-    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-    return manifest
-
-
-def _split_suffix(i: int) -> str:
-    # split's default: two letters aa..zz (676 shards is 338 GB at 512 MiB: plenty).
-    return "abcdefghijklmnopqrstuvwxyz"[i // 26] + "abcdefghijklmnopqrstuvwxyz"[i % 26]
 
 
 def make_test_model(kind: str, out_dir: str, seed: int = 0, fmt: str = "mistral", preset: str = "tiny",

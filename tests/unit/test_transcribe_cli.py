@@ -18,7 +18,11 @@ from voxtral.models.asr.transcribe import transcribe
 from voxtral.testmodel import make_test_model
 from voxtral.weights.loader import open_model
 
-SEED = int(np.random.default_rng().integers(0, 2**31))
+# Random tiny models sometimes decode to only special tokens or one repeated token on this clip
+# (seeds 1 and 10 do); these seeds give >= 4 distinct tokens with text, so the format tests have
+# words to lay out. One is drawn per run.
+GOOD_SEEDS = (0, 3, 4, 6, 7, 8)
+SEED = int(np.random.default_rng().choice(GOOD_SEEDS))
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,13 @@ class NumpyOps:
     def to_host(self, x) -> np.ndarray:
         return np.asarray(x)
 
+    def read_later(self, x) -> "_Ready":
+        """The GPU backends read small results one step late; here the value is already there."""
+        return _Ready(np.asarray(x))
+
+    def flush(self) -> None:
+        """Nothing is pending on the CPU."""
+
     def zeros(self, shape) -> np.ndarray:
         return np.zeros(shape, dtype=self.dtype)
 
@@ -324,3 +331,11 @@ class NumpyOps:
     def argmax(self, x) -> np.ndarray:
         """Index of the largest value along the last axis (first one on ties, like torch)."""
         return np.argmax(x, axis=-1)
+
+
+class _Ready:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value

@@ -5,12 +5,16 @@
     (+ `voice_embedding/*.pt` for TTS);
   * a single `.gguf` (ours carry params and tokenizer as metadata; the community ASR file carries
     none, so the published params are assumed and a `tekken.json` must sit beside it);
-  * a directory of byte shards (`shard-aa`, `shard-ab`, ... as `split -b 512m` makes) of one GGUF.
+  * a directory of byte shards (`shard-aa`, `shard-ab`, ... as `split -b 512m` makes) of one GGUF,
+    optionally with a `manifest.json` (written by `voxtral shard`: names, sizes, sha256). When the
+    manifest is there, names and sizes are checked on open (cheap: a stat per shard) and
+    `open_model(..., verify=True)` / `verify_shards(dir)` also check every sha256.
 It checks every tensor the model needs against the layout table before any math runs, so a wrong
 or incomplete file fails with a message naming the tensor, not with a shape error deep in a matmul.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,6 +28,12 @@ KEY_KIND = "voxtral.kind"
 KEY_PARAMS = "voxtral.params_json"
 KEY_TEKKEN = "voxtral.tekken_json"
 VOICE_PREFIX = "voice_embedding."  # TTS voices packed as GGUF tensors: voice_embedding.<name>
+
+# Byte-shard manifest (written by `voxtral shard`, read here, by the server and by the browser loader):
+# {"format": "gguf-shards", "source", "total_size", "sha256" (whole file, optional),
+#  "shards": [{"name", "size", "sha256"}, ...]} with the shards in stream order.
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "gguf-shards"
 
 
 def detect_kind(params: dict) -> str:
@@ -174,8 +184,94 @@ def _as_f32(t):
     return t.dequantize() if hasattr(t, "dequantize") else t
 
 
-def open_model(path: str | os.PathLike) -> ModelFiles:
-    """Open any supported model form (see module docstring) and check its tensor table."""
+def read_manifest(path: str | os.PathLike) -> dict | None:
+    """The parsed `manifest.json` of a shard directory (None if there is none), schema-checked."""
+    mp = os.path.join(os.fspath(path), MANIFEST_NAME)
+    if not os.path.exists(mp):
+        return None
+    m = _read_json(mp, MANIFEST_NAME)
+    try:
+        ok = (m.get("format") == MANIFEST_FORMAT and isinstance(m["shards"], list) and m["shards"]
+              and all(isinstance(e["name"], str) and isinstance(e["size"], int) and isinstance(e["sha256"], str)
+                      # plain names only: a manifest must not point outside its directory
+                      and e["name"] == os.path.basename(e["name"]) not in ("", ".", "..")
+                      for e in m["shards"]))
+    except (AttributeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ModelFormatError(f"{mp}: not a shard manifest (expected format {MANIFEST_FORMAT!r} and a "
+                               f"non-empty list of shards with name, size and sha256)")
+    return m
+
+
+def check_manifest(path: str | os.PathLike, manifest: dict | None = None) -> dict:
+    """Names and sizes of the shards against the manifest: a stat per shard, no reading.
+
+    Catches a missing, truncated, extended or extra shard before any byte is parsed (a shifted
+    byte stream would otherwise surface as a confusing GGUF error, or not at all)."""
+    path = os.fspath(path)
+    m = manifest if manifest is not None else read_manifest(path)
+    if m is None:
+        raise ModelFormatError(f"{path}: no {MANIFEST_NAME} (make one with `voxtral shard`)")
+    names = [e["name"] for e in m["shards"]]
+    for e in m["shards"]:
+        p = os.path.join(path, e["name"])
+        if not os.path.isfile(p):
+            raise ModelFormatError(f"{path}: shard {e['name']!r} listed in {MANIFEST_NAME} is missing "
+                                   f"({len(names)} shards expected: {names[0]} .. {names[-1]})")
+        size = os.path.getsize(p)
+        if size != e["size"]:
+            what = "truncated or incomplete download" if size < e["size"] else "extra bytes appended"
+            raise ModelFormatError(f"{path}: shard {e['name']!r} is {size} bytes but {MANIFEST_NAME} says "
+                                   f"{e['size']} ({what}); download or re-create it")
+    total = sum(e["size"] for e in m["shards"])
+    if "total_size" in m and m["total_size"] != total:
+        raise ModelFormatError(f"{path}/{MANIFEST_NAME}: total_size {m['total_size']} is not the sum of "
+                               f"the shard sizes ({total})")
+    from voxtral.weights.sources import shard_sources_from_dir
+    found = [os.path.basename(s.path) for s in shard_sources_from_dir(path)]
+    if found != names:
+        extra = [n for n in found if n not in names]
+        raise ModelFormatError(f"{path}: the shard files on disk ({', '.join(found)}) are not the ones "
+                               f"{MANIFEST_NAME} lists ({', '.join(names)})"
+                               + (f"; unexpected: {', '.join(extra)}" if extra else ""))
+    return m
+
+
+def file_sha256(path: str, progress=None, block: int = 8 << 20) -> str:
+    """sha256 of a file read in 8 MiB blocks; `progress.update(nbytes)` per block when given."""
+    h = hashlib.sha256()
+    buf = bytearray(block)
+    view = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            if progress is not None:
+                progress.update(n)
+    return h.hexdigest()
+
+
+def verify_shards(path: str | os.PathLike, progress=None) -> dict:
+    """`check_manifest` plus the sha256 of every shard (reads every byte: ~1 s per GB).
+
+    Raises ModelFormatError naming the first corrupted shard; returns the manifest."""
+    path = os.fspath(path)
+    m = check_manifest(path)
+    for e in m["shards"]:
+        got = file_sha256(os.path.join(path, e["name"]), progress)
+        if got != e["sha256"].lower():
+            raise ModelFormatError(f"{path}: shard {e['name']!r} is corrupted: sha256 {got} but "
+                                   f"{MANIFEST_NAME} says {e['sha256']}; download or re-create it")
+    return m
+
+
+def open_model(path: str | os.PathLike, verify: bool = False) -> ModelFiles:
+    """Open any supported model form (see module docstring) and check its tensor table.
+
+    verify: for a shard directory with a manifest, also check every shard's sha256."""
     from voxtral.weights.gguf import open_gguf
     from voxtral.weights.sources import ShardedBytes, shard_sources_from_dir
     path = os.fspath(path)
@@ -183,7 +279,7 @@ def open_model(path: str | os.PathLike) -> ModelFiles:
         raise ModelFormatError(f"model path does not exist: {path}")
     if os.path.isfile(path):
         if path.endswith(".json"):
-            return open_model(os.path.dirname(path) or ".")
+            return open_model(os.path.dirname(path) or ".", verify)
         return _model_from_gguf(open_gguf(path), path, "gguf", os.path.dirname(path))
     if os.path.exists(os.path.join(path, "params.json")):
         return _open_mistral_dir(path)
@@ -193,6 +289,13 @@ def open_model(path: str | os.PathLike) -> ModelFiles:
         return _model_from_gguf(open_gguf(p), p, "gguf", path)
     if len(ggufs) > 1:
         raise ModelFormatError(f"{path}: several .gguf files ({', '.join(ggufs)}); name one")
+    manifest = read_manifest(path)
+    if manifest is not None:
+        # before listing the shards, so a missing one is named from the manifest
+        if verify:
+            verify_shards(path)
+        else:
+            check_manifest(path, manifest)
     try:
         sources = shard_sources_from_dir(path)
     except ModelFormatError as e:

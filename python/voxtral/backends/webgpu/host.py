@@ -51,6 +51,22 @@ class Dispatch(NamedTuple):
 BindResource = object  # a buffer handle, or (buffer, offset_bytes, size_bytes)
 
 
+class Copy(NamedTuple):
+    """A buffer-to-buffer copy recorded after the compute pass of a `run`."""
+    src: object
+    src_offset: int
+    dst: object
+    dst_offset: int
+    size: int
+
+
+class ReadHandle:
+    """A pending readback: `result()` -> bytes (blocks natively; the browser host awaits)."""
+
+    def result(self) -> bytes:
+        raise NotImplementedError
+
+
 class GPUHost:
     """Abstract host. Subclasses implement the underscored primitives; pipelines are cached here."""
 
@@ -110,8 +126,14 @@ class GPUHost:
         return self._create_bind_group(pipeline, normalized)
 
     # ---------------------------------------------------------------------------- run
-    def run(self, dispatches: Sequence[Dispatch]) -> None:
-        """Encode all dispatches in one compute pass and submit once (does not wait)."""
+    def run(self, dispatches: Sequence[Dispatch], copies: Sequence[Copy] = ()) -> None:
+        """Encode all dispatches in one compute pass, then the buffer-to-buffer `copies` (e.g. the
+        argmax into a mappable staging buffer), and submit once (does not wait)."""
+        raise NotImplementedError
+
+    def map_read(self, buffer, size: int) -> "ReadHandle":
+        """Start mapping a 'map_read' buffer; the handle's `result()` waits for the submit that
+        filled it (not for later ones) and returns its first `size` bytes."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ subclass hooks

@@ -619,6 +619,14 @@ class Kernels:
     def add(self, seq, a: GPUTensor, b: GPUTensor, out: GPUTensor) -> None:
         self._elementwise(seq, "add", out, a=a, b=b)
 
+    def mul(self, seq, a: GPUTensor, b: GPUTensor, out: GPUTensor) -> None:
+        """out = a · b; b may be a row broadcast (a view with row_stride 0)."""
+        self._elementwise(seq, "mul", out, a=a, b=b)
+
+    def copy(self, seq, a: GPUTensor, out: GPUTensor) -> None:
+        """out = a, between any 2-D views (gathers rows into a contiguous tensor, concatenates)."""
+        self._elementwise(seq, "copy", out, a=a)
+
     def add_(self, seq, a: GPUTensor, b: GPUTensor) -> None:
         """a += b in place."""
         self._elementwise(seq, "add_inplace", None, b=b, inplace=a)

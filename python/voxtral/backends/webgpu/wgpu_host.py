@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .host import Dispatch, GPUHost
+from .host import Copy, Dispatch, GPUHost, ReadHandle
 
 # wgpu-py names features slightly differently from the browser; report WebGPU's names.
 _FEATURE_ALIASES = {"subgroup": "subgroups"}
@@ -85,7 +85,7 @@ class WgpuHost(GPUHost):
                      for b, buf, off, size in entries])
 
     # ---------------------------------------------------------------------------- run
-    def run(self, dispatches: list[Dispatch]) -> None:
+    def run(self, dispatches: list[Dispatch], copies: list[Copy] = ()) -> None:
         encoder = self.device.create_command_encoder()
         cpass = encoder.begin_compute_pass()
         current = None
@@ -96,10 +96,30 @@ class WgpuHost(GPUHost):
             cpass.set_bind_group(0, bind_group)
             cpass.dispatch_workgroups(x, y, z)
         cpass.end()
+        for c in copies:
+            encoder.copy_buffer_to_buffer(c.src, c.src_offset, c.dst, c.dst_offset, c.size)
         self.queue.submit([encoder.finish()])
+
+    def map_read(self, buffer, size: int) -> ReadHandle:
+        return _WgpuRead(buffer, size)
 
     def wait(self) -> None:
         """Block until submitted work is done (a tiny readback; see read_buffer)."""
         if not hasattr(self, "_wait_buffer"):
             self._wait_buffer = self.create_buffer(4, ("copy_src", "copy_dst"))
         self.read_buffer(self._wait_buffer, 0, 4)
+
+
+class _WgpuRead(ReadHandle):
+    """map_async started at once; result() waits for that mapping only, so the GPU keeps working
+    on whatever was submitted after the copy (the one-step-behind token readback)."""
+
+    def __init__(self, buffer, size: int):
+        self.buffer, self.size = buffer, int(size)
+        self.promise = buffer.map_async("READ", 0, buffer.size)
+
+    def result(self) -> bytes:
+        self.promise.sync_wait()
+        data = bytes(self.buffer.read_mapped(0, self.buffer.size))[: self.size]
+        self.buffer.unmap()
+        return data

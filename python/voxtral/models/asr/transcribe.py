@@ -51,7 +51,9 @@ class DecoderSession:
         self.scales = model.decoder.ffn_scales(self.ops, delay_tokens)
         self.result = Transcription(logits=[] if keep_logits else None)
         self.next_position = 0
-        self.last_token: int | None = None  # fed at the next position
+        self.last_token: int | None = None  # last token read back
+        self._token_ref = None  # last decided token as the backend holds it (device for GPUs)
+        self._unread = None  # (readback handle, position, logits handle) of the newest decision
         self._pending = []  # audio embeddings received before the prompt is complete
         self._n_pending = 0
 
@@ -73,38 +75,56 @@ class DecoderSession:
             audio_emb = ops.concat_rows(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._pending, self._n_pending = [], 0
             n = len(self.prompt)
-            new += self._prefill(ops.rows(audio_emb, 0, n))
+            x = ops.add(ops.rows(audio_emb, 0, n), self.model.decoder.embed(ops, self.prompt))  # [L, dim]
+            self._decide(x)
             audio_emb = ops.rows(audio_emb, n, audio_emb.shape[0])
         for i in range(audio_emb.shape[0]):
             if self.done:
                 break
-            new += self._step(ops.rows(audio_emb, i, i + 1))
+            # The token fed here may still be on the device (GPU backends): step p is recorded and
+            # submitted before step p-1's token is read back, so the GPU never waits for the host.
+            x = ops.add(ops.rows(audio_emb, i, i + 1), self.model.decoder.embed(ops, self._token_ref))
+            previous = self._unread
+            self._decide(x)
+            new += self._resolve(previous)
+            if self.done:
+                self._unread = None  # decided after EOS: discarded
+                break
+        # Leave nothing unread at the end of a call: a streaming caller gets every token its
+        # audio decided (the overlap is within one call, e.g. a whole file).
+        new += self._resolve(self._unread)
+        self._unread = None
         return new
 
-    def _prefill(self, audio_emb) -> list[int]:
-        x = self.ops.add(audio_emb, self.model.decoder.embed(self.ops, self.prompt))  # [L, dim]
-        return self._forward(x)
-
-    def _step(self, audio_emb) -> list[int]:
-        x = self.ops.add(audio_emb, self.model.decoder.embed(self.ops, [self.last_token]))  # [1, dim]
-        return self._forward(x)
-
-    def _forward(self, x) -> list[int]:
+    def _decide(self, x) -> None:
+        """Run positions [next_position, +M) and submit; the decision is read one step later."""
         ops, dec = self.ops, self.model.decoder
         m = x.shape[0]
         positions = np.arange(self.next_position, self.next_position + m, dtype=np.int64)
         h = dec(ops, x, positions, self.caches, self.scales)
         logits = dec.logits(ops, ops.rows(h, m - 1, m))  # [1, vocab]: only the last row decides
-        token = int(ops.to_host(ops.argmax(logits))[0])
+        token_ref = ops.argmax(logits)  # [1], on the device for GPU backends
+        logits_read = ops.read_later(logits) if self.result.logits is not None else None
+        self._unread = (ops.read_later(token_ref), int(positions[-1]), logits_read)
+        ops.flush()
+        self._token_ref = token_ref
         self.next_position += m
-        if self.result.logits is not None:
-            self.result.logits.append(np.array(ops.to_host(logits)[0]))
+
+    def _resolve(self, unread) -> list[int]:
+        """Read a decided token (waits only for the submit that produced it)."""
+        if unread is None:
+            return []
+        handle, position, logits_read = unread
+        token = int(handle.result()[0])
+        if logits_read is not None:
+            self.result.logits.append(np.array(logits_read.result()[0]))
         self.last_token = token
         if token == self.eos_id:
+            # Anything decided after EOS (a step already submitted) is discarded.
             self.result.eos = True
             return []
         self.result.tokens.append(token)
-        self.result.positions.append(int(positions[-1]))
+        self.result.positions.append(position)
         return [token]
 
     def kv_slots(self) -> int:

@@ -1,0 +1,421 @@
+"""`WebGPUOps`: the ops interface of `NumpyOps`, run by the WGSL kernels.
+
+The model code (encoder, adapter, decoder) is written once against the ops interface; this class
+gives it GPU-resident tensors. Ops do not run when called: each appends its dispatches to a pending
+list, and the list is submitted (one command encoder, one compute pass, one submit) only when the
+host needs a value (`to_host`) — for a decode step that is the 4-byte argmax, so a step is one
+submit and logits never leave the GPU.
+
+Buffers of intermediate tensors come from a pool keyed by size and return to it when their Python
+object dies (CPython frees deterministically, also in Pyodide). Every decode step therefore reuses
+the same buffers in the same order, so the bind groups cached by `Kernels` (keyed by buffer
+identity) are all hits after the first step: bind groups are built once, not per step.
+
+A buffer freed while dispatches that read it are still pending may be reused as the output of a
+later dispatch (dispatches in one pass run in order), but never as the target of a host upload
+(`queue.writeBuffer` lands before the pending dispatches run): uploads only take buffers freed
+before the last submit.
+
+Host-agnostic: numpy + stdlib; the GPU is reached only through the `GPUHost` adapter.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...config import TransformerConfig
+from .host import Copy
+from .kernels import GPUTensor, GPUWeight, Kernels
+
+# Rows a regular streaming step adds to an attention cache at most (the encoder gets up to
+# 32 tokens x 4 frames per chunk, the prompt 39 x 4): the GPU rings hold window + this - 1 rows so a
+# whole batch attends in one pass; larger batches are split.
+MAX_ATTENTION_BATCH = 256
+# Caches without a sliding window (TTS backbone) get a fixed ring this long.
+UNBOUNDED_CACHE_ROWS = 8192
+_ITEMSIZE = {"f32": 4, "f16": 2, "u32": 4, "i32": 4}
+
+
+class _Owner:
+    """Owns one pooled buffer; returns it to the pool when the last tensor viewing it dies."""
+
+    __slots__ = ("pool", "buffer", "nbytes", "__weakref__")
+
+    def __init__(self, pool, buffer, nbytes):
+        self.pool, self.buffer, self.nbytes = pool, buffer, nbytes
+
+    def __del__(self):
+        try:
+            self.pool.release(self.buffer, self.nbytes)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+@dataclass(eq=False)
+class DeviceArray(GPUTensor):
+    """A GPUTensor that keeps its buffer's owner alive (views share it)."""
+
+    owner: object = None
+
+    def view_rows(self, start: int, stop: int) -> "DeviceArray":
+        return self._wrap(super().view_rows(start, stop))
+
+    def view_cols(self, start: int, stop: int) -> "DeviceArray":
+        return self._wrap(super().view_cols(start, stop))
+
+    def view_elems(self, start: int, stop: int) -> "DeviceArray":
+        return self._wrap(super().view_elems(start, stop))
+
+    def _wrap(self, t: GPUTensor) -> "DeviceArray":
+        return DeviceArray(t.buffer, t.shape, t.dtype, t.offset, t.row_stride, self.owner)
+
+
+class _BufferPool:
+    """Free buffers by byte size. `ready` ones were freed before the last submit (safe for host
+    uploads); `recent` ones may still be read by pending dispatches."""
+
+    def __init__(self, host):
+        self.host = host
+        self.ready: dict[int, list] = defaultdict(list)
+        self.recent: dict[int, list] = defaultdict(list)
+
+    def release(self, buffer, nbytes: int) -> None:
+        self.recent[nbytes].append(buffer)
+
+    def submitted(self) -> None:
+        for n, bufs in self.recent.items():
+            self.ready[n].extend(bufs)
+        self.recent.clear()
+
+    def take(self, nbytes: int, for_upload: bool):
+        if self.ready[nbytes]:
+            return self.ready[nbytes].pop()
+        if not for_upload and self.recent[nbytes]:
+            return self.recent[nbytes].pop()
+        return self.host.create_buffer(nbytes, label="act")
+
+
+class WebGPUOps:
+    """Ops over the WGSL kernels; tensors are `DeviceArray`s (GPU) until `to_host`."""
+
+    name = "webgpu"
+    dtype = np.float32
+
+    def __init__(self, host=None, *, kernels: Kernels | None = None, kv_dtype: str = "f32",
+                 max_binding_bytes: int | None = None):
+        if kernels is None:
+            if host is None:
+                from . import native_host
+                host = native_host()
+            kernels = Kernels(host, max_binding_bytes=max_binding_bytes)
+        self.k = kernels
+        self.host = kernels.host
+        self.kv_dtype = kv_dtype
+        self.seq: list = []  # pending dispatches
+        self.copies: list = []  # pending buffer copies (readbacks), encoded after the dispatches
+        self._staging: dict[int, list] = defaultdict(list)  # free mappable buffers by size
+        self.pool = _BufferPool(self.host)
+        self._weights: dict[int, tuple] = {}  # id(host weight) -> (host weight, GPU copy)
+        self._positions: dict[bytes, DeviceArray] = {}  # positions uploaded since the last submit
+        self.submits = 0
+
+    # ------------------------------------------------------------------------ memory
+    def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:
+        shape = tuple(int(s) for s in shape)
+        nbytes = max(4, -(-int(math.prod(shape)) * _ITEMSIZE[dtype] // 4) * 4)
+        buf = self.pool.take(nbytes, for_upload)
+        return DeviceArray(buf, shape, dtype, owner=_Owner(self.pool, buf, nbytes))
+
+    def _upload(self, array, dtype: str | None = None) -> DeviceArray:
+        a = np.asarray(array)
+        if dtype is None:
+            dtype = "f32" if a.dtype.kind == "f" else ("u32" if a.dtype.kind in "ub" else "i32")
+        t = self._alloc(a.shape if a.ndim else (1,), dtype, for_upload=True)
+        self.k.write(t, a)
+        return t
+
+    def flush(self) -> None:
+        """Submit the pending dispatches (one encoder, one pass, one submit)."""
+        if self.seq or self.copies:
+            self.host.run(self.seq, self.copies)
+            # cleared in place: a kernel call may hold this very list while an argument of the
+            # same call flushes (e.g. a broadcast operand read back from the GPU)
+            self.seq.clear()
+            self.copies.clear()
+            self.submits += 1
+        self.pool.submitted()
+        self._positions.clear()
+
+    def asarray(self, x):
+        if isinstance(x, GPUTensor):
+            return x
+        return self._upload(np.asarray(x, dtype=np.float32))
+
+    def to_host(self, x) -> np.ndarray:
+        if not isinstance(x, GPUTensor):
+            return np.asarray(x)
+        self.flush()
+        out = self.k.read(self._contiguous(x) if not x.contiguous else x)
+        if not x.contiguous:
+            self.flush()
+        return out
+
+    def read_later(self, x) -> "_PendingRead":
+        """Schedule a small readback (a token id) with the next submit; `result()` waits only for
+        that submit. The decode loop reads step p-1's token after submitting step p."""
+        if not x.contiguous:
+            x = self._contiguous(x)
+        nbytes = -(-x.size * _ITEMSIZE[x.dtype] // 4) * 4
+        free = self._staging[nbytes]
+        buf = free.pop() if free else self.host.create_buffer(nbytes, ("map_read", "copy_dst"), "readback")
+        self.copies.append(Copy(x.buffer, x.offset * _ITEMSIZE[x.dtype], buf, 0, nbytes))
+        return _PendingRead(self, buf, nbytes, x.shape, x.dtype)
+
+    def zeros(self, shape):
+        return self._upload(np.zeros(shape, np.float32))
+
+    # ----------------------------------------------------------------------- weights
+    def _weight(self, w) -> GPUWeight:
+        """Upload a weight matrix once (Q4 stays Q4; dense as f32), cached per host object."""
+        hit = self._weights.get(id(w))
+        if hit is None or hit[0] is not w:
+            if hasattr(w, "raw") and w.shape[1] % 64 == 0:
+                g = self.k.upload_weight(w)
+            elif hasattr(w, "raw"):
+                # Q4 rows of K % 64 != 0 (the ADA up-projection, K = 32: one 18-byte block per
+                # row) are not u32-aligned; these matrices are tiny, so they run dequantized.
+                g = self.k.upload_weight(w.dequantize(), "f32")
+            else:
+                g = self.k.upload_weight(np.asarray(w, np.float32).reshape(w.shape[0], -1), "f32")
+            hit = (w, g)
+            self._weights[id(w)] = hit
+        return hit[1]
+
+    def _param(self, v) -> GPUTensor:
+        """A small parameter (bias, norm weight, conv weight) uploaded once as f32."""
+        if isinstance(v, GPUTensor):
+            return v
+        hit = self._weights.get(id(v))
+        if hit is None or hit[0] is not v:
+            a = v.dequantize() if hasattr(v, "dequantize") else np.asarray(v, np.float32)
+            hit = (v, self.k.tensor(np.ascontiguousarray(a, np.float32), "f32", "param"))
+            self._weights[id(v)] = hit
+        return hit[1]
+
+    def _positions_tensor(self, positions) -> GPUTensor:
+        p = np.asarray(positions, dtype=np.int64)
+        if p.size and (p.min() < 0 or p.max() >= 2**32):
+            raise ValueError("positions must fit in u32")
+        key = p.astype(np.uint32).tobytes()
+        t = self._positions.get(key)
+        if t is None:
+            t = self._upload(p.astype(np.uint32), "u32")
+            self._positions[key] = t
+        return t
+
+    # ----------------------------------------------------------------------- shaping
+    def _contiguous(self, x: GPUTensor) -> DeviceArray:
+        out = self._alloc(x.shape)
+        self.k.copy(self.seq, x, out)
+        return out
+
+    def rows(self, x, start: int, stop: int):
+        if start == 0 and stop == x.shape[0] and x.contiguous:
+            return x
+        return self._contiguous(x.view_rows(start, stop))
+
+    def concat_rows(self, parts):
+        parts = [p for p in parts if p.shape[0] > 0]
+        if len(parts) == 1:
+            return parts[0]
+        cols = parts[0].shape[1]
+        out = self._alloc((sum(p.shape[0] for p in parts), cols))
+        r = 0
+        for p in parts:
+            self.k.copy(self.seq, p, out.view_rows(r, r + p.shape[0]))
+            r += p.shape[0]
+        return out
+
+    def group_rows(self, x, factor: int):
+        """[R, C] -> [R/factor, C·factor]: row-major regrouping, a reinterpretation of the buffer."""
+        if not x.contiguous:
+            x = self._contiguous(x)
+        r, c = x.shape
+        if r % factor:
+            raise ValueError(f"{r} rows are not a multiple of {factor}")
+        return DeviceArray(x.buffer, (r // factor, c * factor), x.dtype, 0, None, x.owner)
+
+    def write_rows(self, dst, start: int, src) -> None:
+        self.k.copy(self.seq, self.asarray(src), dst.view_rows(start, start + src.shape[0]))
+
+    # ------------------------------------------------------------------------- math
+    def linear(self, x, w, b=None):
+        x = self.asarray(x)
+        if not x.contiguous:
+            x = self._contiguous(x)
+        gw = self._weight(w)
+        out = self._alloc((x.shape[0], gw.rows))
+        self.k.linear(self.seq, x, gw, out, None if b is None else self._param(b))
+        return out
+
+    def rmsnorm(self, x, w, eps: float):
+        x = self.asarray(x)
+        out = self._alloc(x.shape)
+        self.k.rmsnorm(self.seq, x, self._param(w), out, eps)
+        return out
+
+    def rope_interleaved(self, x, positions, n_heads: int, head_dim: int, theta: float):
+        """Rotates a copy (the numpy op returns a new array; callers may still use x)."""
+        out = self._contiguous(self.asarray(x))
+        self.k.rope(self.seq, out, self._positions_tensor(positions), n_heads, head_dim, theta)
+        return out
+
+    def attention(self, q, k, v, q_pos, k_pos, n_heads: int, n_kv_heads: int, head_dim: int,
+                  window: int | None, alibi_slopes=None):
+        """Self-attention of a batch over itself (no cache): its K/V go into a ring as long as the
+        batch, and the ring kernel masks by position."""
+        if alibi_slopes is not None:
+            raise NotImplementedError("ALiBi attention is not implemented on the WebGPU backend yet")
+        q_pos, k_pos = np.asarray(q_pos), np.asarray(k_pos)
+        if q_pos.shape != k_pos.shape or not np.array_equal(q_pos, k_pos):
+            raise NotImplementedError("WebGPUOps.attention without a cache needs q_pos == k_pos")
+        m = q.shape[0]
+        width = n_kv_heads * head_dim
+        kc, vc = self._alloc((m, width)), self._alloc((m, width))
+        pos = self._positions_tensor(q_pos)
+        self.k.kv_write(self.seq, k, v, pos, kc, vc)
+        out = self._alloc((m, n_heads * head_dim))
+        self.k.attention(self.seq, q, kc, vc, pos, out, n_heads, n_kv_heads, head_dim,
+                         _window(window, m))
+        return out
+
+    def new_kv_cache(self, width: int, capacity: int | None, cfg: TransformerConfig):
+        return GPURingCache(self, width, cfg)
+
+    def gelu(self, x):
+        out = self._alloc(x.shape)
+        self.k.gelu(self.seq, self.asarray(x), out)
+        return out
+
+    def silu(self, x):
+        out = self._alloc(x.shape)
+        self.k.silu(self.seq, self.asarray(x), out)
+        return out
+
+    def _broadcast(self, a, b):
+        """b as an operand shaped like a: same shape, or one row repeated (stride 0)."""
+        b = self.asarray(b)
+        if tuple(b.shape) == tuple(a.shape):
+            return b
+        if b.shape[0] == 1 and b.shape[-1] == a.shape[-1]:
+            return GPUTensor(b.buffer, a.shape, b.dtype, b.offset, 0)
+        if b.size == 1:  # a scalar: materialise (rare: one-time set-up values)
+            return self._upload(np.full(a.shape, float(self.to_host(b).reshape(-1)[0]), np.float32))
+        raise ValueError(f"cannot broadcast {b.shape} to {a.shape}")
+
+    def add(self, a, b):
+        a = self.asarray(a)
+        out = self._alloc(a.shape)
+        self.k.add(self.seq, a, self._broadcast(a, b), out)
+        return out
+
+    def mul(self, a, b):
+        a = self.asarray(a)
+        out = self._alloc(a.shape)
+        self.k.mul(self.seq, a, self._broadcast(a, b), out)
+        return out
+
+    def conv1d(self, x, w, b, stride: int, left_pad: int):
+        """x [T, C_in] time-major, w [C_out, C_in, 3]; left_pad zero rows prepended (causal)."""
+        x = self.asarray(x)
+        if left_pad:
+            x = self.concat_rows([self.zeros((left_pad, x.shape[1])), x])
+        t_out = (x.shape[0] - w.shape[2]) // stride + 1
+        out = self._alloc((t_out, w.shape[0]))
+        self.k.conv1d(self.seq, x, self._param(w), self._param(b), out, stride)
+        return out
+
+    def embedding_rows(self, table, ids):
+        """Rows of a Q4 table gathered on the GPU; ids may be a device u32 tensor (the previous
+        step's argmax: the token never visits the host). Dense tables gather on the host."""
+        gw = self._weight(table)
+        if gw.dtype != "q4_0":
+            host_ids = np.asarray(self.to_host(ids) if isinstance(ids, GPUTensor) else ids, np.int64)
+            if hasattr(table, "take"):
+                rows = table.take(host_ids.reshape(-1))
+            else:
+                rows = np.asarray(table, np.float32)[host_ids.reshape(-1)]
+            return self._upload(np.asarray(rows, np.float32))
+        if not isinstance(ids, GPUTensor):
+            ids = self._upload(np.asarray(ids, np.uint32).reshape(-1), "u32")
+        out = self._alloc((ids.size, gw.cols))
+        self.k.embedding(self.seq, gw, ids, out)
+        return out
+
+    def argmax(self, x):
+        x = self.asarray(x)
+        out = self._alloc((x.shape[0],), "u32")
+        self.k.argmax(self.seq, x, out)
+        return out
+
+
+class _PendingRead:
+    def __init__(self, ops: WebGPUOps, buffer, nbytes: int, shape, dtype: str):
+        self.ops, self.buffer, self.nbytes, self.shape, self.dtype = ops, buffer, nbytes, shape, dtype
+        self._value = None
+
+    def result(self) -> np.ndarray:
+        if self._value is None:
+            if any(c.dst is self.buffer for c in self.ops.copies):
+                self.ops.flush()  # the copy has not been submitted yet
+            raw = self.ops.host.map_read(self.buffer, self.nbytes).result()
+            np_dtype = {"f32": np.float32, "u32": np.uint32, "i32": np.int32}[self.dtype]
+            self._value = np.frombuffer(raw, dtype=np_dtype)[: int(math.prod(self.shape))].reshape(self.shape)
+            self.ops._staging[self.nbytes].append(self.buffer)
+        return self._value
+
+
+def _window(window: int | None, capacity: int) -> int:
+    # The kernel masks i - window < j <= i; None (no sliding window) = everything in the ring.
+    return int(window) if window is not None else int(capacity)
+
+
+class GPURingCache:
+    """KV cache of one attention layer as two GPU rings [capacity, width]; slot of position p is
+    p % capacity. capacity = window + MAX_ATTENTION_BATCH - 1, so a batch of up to
+    MAX_ATTENTION_BATCH rows attends in place: every key its oldest row may see is still there."""
+
+    def __init__(self, ops: WebGPUOps, width: int, cfg: TransformerConfig):
+        self.ops, self.cfg = ops, cfg
+        self.window = cfg.sliding_window
+        base = self.window if self.window is not None else UNBOUNDED_CACHE_ROWS
+        self.capacity = base + MAX_ATTENTION_BATCH - 1
+        self.keys = ops.k.kv_cache(self.capacity, width, ops.kv_dtype)
+        self.values = ops.k.kv_cache(self.capacity, width, ops.kv_dtype)
+        self.n_appended = 0
+
+    @property
+    def n_slots(self) -> int:
+        return self.capacity
+
+    def attend(self, q, k, v, positions):
+        ops, cfg = self.ops, self.cfg
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.window is None and positions.size and positions[-1] >= UNBOUNDED_CACHE_ROWS:
+            raise ValueError(f"sequence longer than {UNBOUNDED_CACHE_ROWS} positions")
+        m = positions.shape[0]
+        outs = []
+        for s in range(0, m, MAX_ATTENTION_BATCH):
+            e = min(m, s + MAX_ATTENTION_BATCH)
+            pos = ops._positions_tensor(positions[s:e])
+            qs, ks, vs = (t if (s, e) == (0, m) else t.view_rows(s, e) for t in (q, k, v))
+            ops.k.kv_write(ops.seq, ks, vs, pos, self.keys, self.values)
+            out = ops._alloc((e - s, cfg.n_heads * cfg.head_dim))
+            ops.k.attention(ops.seq, qs, self.keys, self.values, pos, out, cfg.n_heads,
+                            cfg.n_kv_heads, cfg.head_dim, _window(self.window, self.capacity))
+            outs.append(out)
+        self.n_appended += m
+        return outs[0] if len(outs) == 1 else ops.concat_rows(outs)

@@ -1,0 +1,95 @@
+"""The whole tiny ASR model on the WebGPU backend (lavapipe in CI) gives the same tokens as the
+numpy backend, offline and streaming, for the Q4 GGUF model; plus the ops the model needs beyond
+the kernels (copy, broadcast mul, row gathers)."""
+import os
+
+import numpy as np
+import pytest
+
+from voxtral.audio import log_mel, pad_for_offline
+from voxtral.backends import NumpyOps
+from voxtral.config import ASRConfig
+from voxtral.models.asr.model import ASRModel
+from voxtral.models.asr.transcribe import ASRStream, transcribe
+from voxtral.testmodel import make_test_model
+from voxtral.weights.loader import open_model
+
+SEED = int(os.environ.get("VOXTRAL_TEST_SEED", "0"))
+
+
+@pytest.fixture(scope="module")
+def ops(host):
+    from voxtral.backends.webgpu.ops import WebGPUOps
+    return WebGPUOps(host)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = make_test_model("asr", str(tmp_path_factory.mktemp("asr")), seed=SEED, fmt="gguf")
+    mf = open_model(path)
+    cfg = ASRConfig.from_params(mf.params, mf.tokenizer().audio_config)
+    return cfg, mf.weights()
+
+
+def _mel(cfg, seconds, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = 0.2 * np.sin(2 * np.pi * (150 + 50 * np.sin(3 * t)) * t) * (np.sin(2 * np.pi * 0.9 * t) > 0)
+    x = (x + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    return log_mel(pad_for_offline(x, cfg.audio), cfg.audio)
+
+
+def test_copy_and_broadcast_ops(ops):
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal((7, 12)).astype(np.float32)
+    b = rng.standard_normal((1, 12)).astype(np.float32)
+    ga = ops.asarray(a)
+    assert np.array_equal(ops.to_host(ops.rows(ga, 2, 5)), a[2:5])
+    assert np.array_equal(ops.to_host(ops.concat_rows([ops.rows(ga, 5, 7), ga])), np.concatenate([a[5:], a]))
+    assert np.allclose(ops.to_host(ops.mul(ga, ops.asarray(b))), a * b, rtol=1e-6)
+    assert np.allclose(ops.to_host(ops.add(ga, ops.asarray(np.ones((1, 1))))), a + 1, rtol=1e-6)
+    assert np.array_equal(ops.to_host(ops.group_rows(ops.asarray(a[:6]), 3)), a[:6].reshape(2, 36))
+
+
+def test_offline_tokens_equal_numpy(ops, tiny):
+    cfg, w = tiny
+    mel = _mel(cfg, 3.0, SEED)
+    ref = transcribe(ASRModel(cfg, w, NumpyOps()), mel, return_logits=True)
+    got = transcribe(ASRModel(cfg, w, ops), mel, return_logits=True)
+    assert got.tokens == ref.tokens, f"seed {SEED}"
+    for a, b in zip(ref.logits, got.logits):
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), f"seed {SEED}"
+
+
+def test_streaming_tokens_equal_numpy(ops, tiny):
+    cfg, w = tiny
+    mel = _mel(cfg, 2.5, SEED + 1)
+    ref = transcribe(ASRModel(cfg, w, NumpyOps()), mel).tokens
+    stream = ASRStream(ASRModel(cfg, w, ops))
+    rng = np.random.default_rng(SEED)
+    i = 0
+    while i < mel.shape[1]:
+        n = int(rng.integers(1, 40))
+        stream.push_mel(mel[:, i:i + n])
+        i += n
+    assert stream.tokens == ref, f"seed {SEED}"
+
+
+def test_decode_is_one_submit_per_step(ops, tiny):
+    """After the prefill, each decoded token costs exactly one submit (no per-kernel syncs)."""
+    cfg, w = tiny
+    mel = _mel(cfg, 2.0, SEED + 2)
+    model = ASRModel(cfg, w, ops)
+    emb = model.audio_embeddings(mel)
+    from voxtral.models.asr.transcribe import DecoderSession
+    s = DecoderSession(model, model.delay_tokens())
+    n = len(s.prompt)
+    s.feed(ops.rows(emb, 0, n))
+    before = ops.submits
+    steps = 0
+    for p in range(n, emb.shape[0]):
+        if s.done:
+            break
+        s.feed(ops.rows(emb, p, p + 1))
+        steps += 1
+    assert steps > 3 and ops.submits - before == steps
