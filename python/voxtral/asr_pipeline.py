@@ -12,7 +12,7 @@ import numpy as np
 
 from voxtral.audio import StreamingChunker
 from voxtral.config import ASRConfig
-from voxtral.errors import VoxtralError
+from voxtral.errors import AudioFormatError, VoxtralError
 from voxtral.models.asr.model import ASRModel
 from voxtral.models.asr.transcribe import ASRStream, token_times
 from voxtral.transcript import Transcript, group_words
@@ -20,26 +20,49 @@ from voxtral.transcript import Transcript, group_words
 FEED_SECONDS = 1.0  # audio handed to the chunker per piece when transcribing a whole file
 
 
-def make_ops(backend: str):
-    if backend == "numpy":
-        from voxtral.backends import NumpyOps
-        return NumpyOps()
-    if backend == "numpy64":
-        from voxtral.backends import NumpyOps
-        return NumpyOps(dtype=np.float64)
-    raise VoxtralError(f"unknown backend {backend!r}")
+BACKENDS = ("auto", "webgpu", "numpy", "numpy64")
+
+
+def make_ops(backend: str = "auto"):
+    """(ops, backend name, note). `auto` takes WebGPU when an adapter exists, else numpy and a
+    note saying why."""
+    if backend not in BACKENDS:
+        raise VoxtralError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend in ("auto", "webgpu"):
+        try:
+            from voxtral.backends.webgpu.ops import WebGPUOps
+            ops = WebGPUOps()
+        except Exception as e:  # no wgpu package, no adapter, device creation failed
+            if backend == "webgpu":
+                raise VoxtralError(f"the WebGPU backend is not available here: {e}") from None
+            note = f"no WebGPU adapter ({type(e).__name__}: {str(e)[:120]}); using the numpy backend"
+            from voxtral.backends import NumpyOps
+            return NumpyOps(), "numpy", note
+        if backend == "auto" and getattr(ops.host, "is_software", False):
+            # A CPU-emulated adapter (lavapipe) is slower than numpy: auto takes numpy.
+            from voxtral.backends import NumpyOps
+            return NumpyOps(), "numpy", (f"only a software WebGPU adapter ({ops.host.adapter_name}); "
+                                         "using the numpy backend (--backend webgpu forces it)")
+        return ops, "webgpu", None
+    from voxtral.backends import NumpyOps
+    return NumpyOps(np.float64 if backend == "numpy64" else np.float32), backend, None
 
 
 class ASRPipeline:
-    def __init__(self, model_files, backend: str = "numpy", weights=None):
+    """`ops`, when given, is used as is (e.g. WebGPU ops over the browser's self-tested kernels);
+    `backend` then only names it."""
+
+    def __init__(self, model_files, backend: str = "numpy", weights=None, ops=None):
         if model_files.kind != "asr":
             raise VoxtralError(f"{model_files.path} is a {model_files.kind.upper()} model, not speech-to-text")
         t0 = time.perf_counter()
         self.files = model_files
         self.tokenizer = model_files.tokenizer()
         self.config = ASRConfig.from_params(model_files.params, self.tokenizer.audio_config)
-        self.backend = backend
-        self.ops = make_ops(backend)
+        if ops is not None:
+            self.ops, self.backend, self.backend_note = ops, backend, None
+        else:
+            self.ops, self.backend, self.backend_note = make_ops(backend)
         self.model = ASRModel(self.config, weights if weights is not None else model_files.weights(), self.ops)
         self.ids = {"bos_id": self.tokenizer.bos_id, "eos_id": self.tokenizer.eos_id,
                     "pad_id": self.tokenizer.special_id("[STREAMING_PAD]")}
@@ -52,15 +75,25 @@ class ASRPipeline:
                    progress=None) -> Transcript:
         """audio: float32 mono 16 kHz. on_text(str) receives text as it is decided;
         progress(done_s, total_s) is called after each piece."""
-        live = self.live(delay_ms)
         step = int(FEED_SECONDS * self.config.audio.sampling_rate)
-        total_s = len(audio) / self.config.audio.sampling_rate
-        for i in range(0, len(audio), step):
-            text = live.push(audio[i:i + step])
+        pieces = (audio[i:i + step] for i in range(0, len(audio), step))
+        return self.transcribe_pieces(pieces, len(audio) / self.config.audio.sampling_rate, delay_ms,
+                                      on_text, progress)
+
+    def transcribe_pieces(self, pieces, total_s: float | None = None, delay_ms: float | None = None,
+                          on_text=None, progress=None) -> Transcript:
+        """Like `transcribe`, for audio that arrives as an iterable of float32 mono 16 kHz pieces
+        (e.g. `WavReader.stream`: a long file read from disk in constant memory)."""
+        live = self.live(delay_ms)
+        rate = self.config.audio.sampling_rate
+        done = 0
+        for piece in pieces:
+            text = live.push(piece)
+            done += len(piece)
             if on_text and text:
                 on_text(text)
             if progress:
-                progress(min(i + step, len(audio)) / self.config.audio.sampling_rate, total_s)
+                progress(done / rate, total_s if total_s is not None else done / rate)
             if live.done:
                 break
         text = live.finish()
@@ -109,6 +142,14 @@ class LiveTranscription:
 
     def push(self, samples) -> str:
         x = np.asarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            raise AudioFormatError(f"expected mono samples [n], got an array of shape {x.shape}")
+        if not np.isfinite(x).all():
+            # NaN / inf would spread through the mel and every later decoder step: refuse the
+            # piece (the stream stays usable) rather than transcribe noise.
+            raise AudioFormatError(f"the audio holds NaN or infinite samples (the first at sample "
+                                   f"{int(np.argmin(np.isfinite(x)))} of this piece of {len(x)}); "
+                                   "they were not transcribed")
         self.audio_s += len(x) / self.pipe.config.audio.sampling_rate
         return self._run(self.chunker.push(x))
 

@@ -82,14 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Subcommands that live next to their feature (transcribe, serve, bench, ...)."""
-    regs = []
-    for mod in ("voxtral.transcribe_cli", "voxtral.serve", "voxtral.prepare.cli", "voxtral.speak_cli"):
-        try:
-            m = __import__(mod, fromlist=["register"])
-        except ImportError:
-            continue
-        regs.append(m.register)
-    return regs
+    import importlib
+    mods = ("voxtral.transcribe_cli", "voxtral.speak_cli", "voxtral.serve", "voxtral.bench",
+            "voxtral.prepare.cli")
+    return [importlib.import_module(m).register for m in mods]
 
 
 def main(argv: list[str] | None = None) -> int:

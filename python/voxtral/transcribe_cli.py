@@ -62,22 +62,34 @@ def resolve_model(arg: str | None, quiet: bool = False) -> tuple[str, bool]:
 
 
 def _cmd_transcribe(args) -> int:
-    from voxtral.asr_pipeline import ASRPipeline
-    from voxtral.audio import load_audio
-    from voxtral.transcript import FORMATTERS
-    from voxtral.weights.loader import open_model
+    from voxtral.audio.wav import WavReader
+    from voxtral.outfiles import check_output_path
 
     if args.delay_ms is not None and (args.delay_ms <= 0 or args.delay_ms % 80 != 0):
         raise VoxtralError(f"--delay-ms must be a positive multiple of 80 (got {args.delay_ms})")
-    audio = load_audio(args.audio, 16000)
-    if audio.size == 0:
-        raise VoxtralError(f"{args.audio}: no audio samples")
+    if args.output:
+        check_output_path(args.output)  # before minutes of work, not after
+    # The file is read from disk piece by piece while it is transcribed (constant memory however
+    # long it is); the header and any NaN samples are checked before the model is touched.
+    reader = WavReader(args.audio)
+    try:
+        reader.check_finite()
+        return _transcribe(args, reader)
+    finally:
+        reader.close()
+
+
+def _transcribe(args, reader) -> int:
+    from voxtral.asr_pipeline import FEED_SECONDS, ASRPipeline
+    from voxtral.outfiles import atomic_output
+    from voxtral.transcript import FORMATTERS
+    from voxtral.weights.loader import open_model
+
     path, _ = resolve_model(args.model, args.quiet)
-    backend = args.backend
-    if backend == "auto":
-        backend = "numpy"  # the WebGPU backend lands with issue 4
-    pipe = ASRPipeline(open_model(path), backend=backend)
-    seconds = len(audio) / 16000
+    pipe = ASRPipeline(open_model(path), backend=args.backend)
+    if pipe.backend_note and not args.quiet:
+        print(f"voxtral: {pipe.backend_note}", file=sys.stderr)
+    seconds = reader.seconds
 
     bar = None
     if not args.quiet and seconds > 5 and sys.stderr.isatty() or (args.progress and not args.quiet):
@@ -94,17 +106,19 @@ def _cmd_transcribe(args) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    tr = pipe.transcribe(audio, delay_ms=args.delay_ms, on_text=on_text if args.stream else None,
-                         progress=progress)
-    if bar is not None:
-        bar.close()
+    try:
+        tr = pipe.transcribe_pieces(reader.stream(16000, FEED_SECONDS), seconds, delay_ms=args.delay_ms,
+                                    on_text=on_text if args.stream else None, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.stream:
         sys.stdout.write("\n")
-        if args.format == "text":
+        if args.format == "text" and not args.output:
             return 0
     out = FORMATTERS[args.format](tr)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with atomic_output(args.output, "w", encoding="utf-8") as f:  # complete or absent
             f.write(out + ("\n" if not out.endswith("\n") else ""))
     else:
         print(out)
@@ -119,8 +133,9 @@ def register(sub) -> None:
     t.add_argument("audio", help="WAV file")
     t.add_argument("--model", help="model directory, .gguf or shard directory (default: look under "
                                    "./models, else a generated random-weight demo model)")
-    t.add_argument("--backend", choices=["auto", "numpy", "numpy64"], default="auto",
-                   help="compute backend (auto: WebGPU when available, else numpy)")
+    t.add_argument("--backend", choices=["auto", "webgpu", "numpy", "numpy64"], default="auto",
+                   help="compute backend (auto: WebGPU when an adapter exists, else numpy; numpy64: "
+                        "the float64 reference)")
     t.add_argument("--delay-ms", type=float, default=None,
                    help="transcription delay in ms, a multiple of 80 (default: the model's, 480)")
     t.add_argument("--format", choices=["text", "json", "srt", "vtt"], default="text")

@@ -61,6 +61,14 @@ def test_offline_tokens_equal_numpy(ops, tiny):
         assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), f"seed {SEED}"
 
 
+def test_offline_replayed_steps_equal_numpy(ops, tiny):
+    """Without logits kept, decode steps are a recorded graph replayed per token."""
+    cfg, w = tiny
+    mel = _mel(cfg, 3.0, SEED + 3)
+    ref = transcribe(ASRModel(cfg, w, NumpyOps()), mel).tokens
+    assert transcribe(ASRModel(cfg, w, ops), mel).tokens == ref, f"seed {SEED}"
+
+
 def test_streaming_tokens_equal_numpy(ops, tiny):
     cfg, w = tiny
     mel = _mel(cfg, 2.5, SEED + 1)
@@ -85,11 +93,35 @@ def test_decode_is_one_submit_per_step(ops, tiny):
     s = DecoderSession(model, model.delay_tokens())
     n = len(s.prompt)
     s.feed(ops.rows(emb, 0, n))
+    s.feed(ops.rows(emb, n, n + 1))  # the first step also records the step graph
     before = ops.submits
     steps = 0
-    for p in range(n, emb.shape[0]):
+    for p in range(n + 1, emb.shape[0]):
         if s.done:
             break
         s.feed(ops.rows(emb, p, p + 1))
         steps += 1
     assert steps > 3 and ops.submits - before == steps
+
+
+def test_cli_backend_webgpu_equals_numpy(tmp_path):
+    """`voxtral transcribe --backend webgpu` (GGUF and a dense BF16 model) prints the numpy tokens."""
+    import json
+    import subprocess
+    import sys
+
+    from voxtral.audio import write_wav
+    from voxtral.bench import bench_clip
+    wav = tmp_path / "clip.wav"
+    write_wav(str(wav), bench_clip(2.5, SEED), 16000)
+    for fmt in ("gguf", "mistral"):
+        model = make_test_model("asr", str(tmp_path / fmt), seed=SEED, fmt=fmt)
+        outs = []
+        for backend in ("numpy", "webgpu"):
+            r = subprocess.run([sys.executable, "-m", "voxtral", "transcribe", str(wav), "--model", model,
+                                "--backend", backend, "--format", "json", "--quiet"],
+                               capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, r.stderr
+            outs.append(json.loads(r.stdout))
+        assert outs[0]["tokens"] == outs[1]["tokens"], (fmt, SEED)
+        assert outs[1]["backend"] == "webgpu"

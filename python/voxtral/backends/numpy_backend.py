@@ -165,18 +165,32 @@ class NumpyOps:
         dst[start:start + src.shape[0]] = src
 
     # ---------------------------------------------------------------------------- arithmetic
-    def linear(self, x, w, b=None) -> np.ndarray:
-        """x [M, K] · Wᵀ (+ b) with W [N, K] (PyTorch Linear layout) -> [M, N]."""
+    def linear(self, x, w, b=None, residual=None) -> np.ndarray:
+        """[residual +] x [M, K] · Wᵀ (+ b) with W [N, K] (PyTorch Linear layout) -> [M, N]."""
         y = x @ self.weight(w).T
         if b is not None:
             y = y + self.weight(b)
+        if residual is not None:
+            y = residual + y
         return y
 
-    def rmsnorm(self, x, w, eps: float) -> np.ndarray:
-        """x / sqrt(mean(x²) + eps) · w over the last axis, in at least float32."""
+    def linear_split(self, x, ws, bs=None) -> list[np.ndarray]:
+        """Several linears of the same input (Q/K/V, gate/up); a GPU backend runs them as one."""
+        bs = bs if bs is not None else (None,) * len(ws)
+        return [self.linear(x, w, b) for w, b in zip(ws, bs)]
+
+    def swiglu(self, gate, up) -> np.ndarray:
+        """silu(gate) ⊙ up."""
+        return self.mul(self.silu(gate), up)
+
+    def rmsnorm(self, x, w, eps: float, ada=None) -> np.ndarray:
+        """x / sqrt(mean(x²) + eps) · w [· (1 + ada)] over the last axis, in at least float32."""
         xf = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
         inv = 1.0 / np.sqrt(np.mean(xf * xf, axis=-1, keepdims=True) + eps)
-        return ((xf * inv) * self.weight(w)).astype(self.dtype, copy=False)
+        y = (xf * inv) * self.weight(w)
+        if ada is not None:
+            y = y * (1 + np.asarray(ada))
+        return y.astype(self.dtype, copy=False)
 
     def rope_interleaved(self, x, positions, n_heads: int, head_dim: int, theta: float) -> np.ndarray:
         """Mistral/GPT-J RoPE: pairs (2i, 2i+1) of each head rotate by pos·theta^(-2i/hd).
@@ -225,8 +239,12 @@ class NumpyOps:
             near = k_pos <= qp.max()
             if window is not None:
                 near &= k_pos > qp.min() - window
-            idx = np.nonzero(near)[0]
-            out[s:e] = self._attention_block(q[s:e], k[idx], v[idx], qp, k_pos[idx],
+            if near.all():  # a full ring during streaming: no gather (it copied the whole cache)
+                kb, vb, pb = k, v, k_pos
+            else:
+                idx = np.nonzero(near)[0]
+                kb, vb, pb = k[idx], v[idx], k_pos[idx]
+            out[s:e] = self._attention_block(q[s:e], kb, vb, qp, pb,
                                              n_heads, n_kv_heads, head_dim, window, alibi_slopes)
         return out
 

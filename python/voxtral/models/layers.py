@@ -199,34 +199,32 @@ class TransformerLayer:
     """Pre-norm layer:
 
         h = h + Wo·attn(rope(Wq·n1(h) + bq), rope(Wk·n1(h) + bk), Wv·n1(h) + bv) + bo
-        h = h + W2·(silu(W1·y) ⊙ W3·y) + b2,   y = n2(h) ⊙ ffn_scale   (ffn_scale optional)
+        h = h + W2·(silu(W1·y) ⊙ W3·y) + b2,   y = n2(h) ⊙ (1 + ffn_ada)   (ffn_ada optional)
 
-    `ffn_scale` is the decoder's time conditioning (1 + s_l): it multiplies only the FFN input.
+    `ffn_ada` is the decoder's time conditioning s_l: it scales only the FFN input.
+    Q/K/V and gate/up are each one `linear_split` (one matmul on the GPU, whose column ranges
+    are the separate outputs), and the residual adds ride on the Wo and W2 matmuls.
     """
 
     def __init__(self, cfg: TransformerConfig, w: LayerWeights):
         self.cfg = cfg
         self.w = w
 
-    def __call__(self, ops, h, positions, cache: KVCache | None = None, ffn_scale=None):
+    def __call__(self, ops, h, positions, cache: KVCache | None = None, ffn_ada=None):
         cfg, w = self.cfg, self.w
         x = ops.rmsnorm(h, w.attention_norm, cfg.norm_eps)
-        q = ops.linear(x, w.wq, w.bq)  # [M, n_heads*hd]
-        k = ops.linear(x, w.wk, w.bk)  # [M, n_kv_heads*hd]
-        v = ops.linear(x, w.wv, w.bv)  # [M, n_kv_heads*hd]
+        # q [M, n_heads*hd], k and v [M, n_kv_heads*hd]
+        q, k, v = ops.linear_split(x, (w.wq, w.wk, w.wv), (w.bq, w.bk, w.bv))
         if cfg.use_rope:  # the TTS flow-matching head has no positional encoding
             q = ops.rope_interleaved(q, positions, cfg.n_heads, cfg.head_dim, cfg.rope_theta)
             k = ops.rope_interleaved(k, positions, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
         a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
-        h = ops.add(h, ops.linear(a, w.wo, w.bo))
-        x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps)
-        if ffn_scale is not None:
-            x = ops.mul(x, ffn_scale)
-        return ops.add(h, swiglu(ops, x, w))
+        h = ops.linear(a, w.wo, w.bo, residual=h)
+        x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps, ada=ffn_ada)
+        return swiglu(ops, x, w, residual=h)
 
 
-def swiglu(ops, x, w: LayerWeights):
-    """W2·(silu(W1·x) ⊙ W3·x) + b2 -> [M, dim]."""
-    gate = ops.silu(ops.linear(x, w.w1))  # [M, hidden]
-    up = ops.linear(x, w.w3)  # [M, hidden]
-    return ops.linear(ops.mul(gate, up), w.w2, w.b2)
+def swiglu(ops, x, w: LayerWeights, residual=None):
+    """[residual +] W2·(silu(W1·x) ⊙ W3·x) + b2 -> [M, dim]."""
+    gate, up = ops.linear_split(x, (w.w1, w.w3))  # [M, hidden] each
+    return ops.linear(ops.swiglu(gate, up), w.w2, w.b2, residual=residual)

@@ -86,6 +86,7 @@ class GPUHost:
     def create_buffer(self, size: int, usage: Sequence[str] | str = DEFAULT_USAGE, label: str = ""):
         """A zero-initialised buffer of at least `size` bytes (rounded up to a multiple of 4)."""
         size = max(4, (int(size) + 3) // 4 * 4)
+        self.allocated_bytes = getattr(self, "allocated_bytes", 0) + size  # for `voxtral bench`
         return self._create_buffer(size, usage_bits(usage), label)
 
     def write_buffer(self, buffer, data, offset: int = 0) -> None:

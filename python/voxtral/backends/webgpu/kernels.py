@@ -666,3 +666,99 @@ class Kernels:
         second = self._pipeline("argmax.wgsl", "argmax_final")
         self._append(seq, second, self._bind(second, {1: part_val, 2: part_idx, 3: params, 4: out_ids}),
                      rows)
+
+    # ============================================================== TTS kernels (issue #7)
+    # attention_local.wgsl, conv_causal.wgsl, conv_transpose.wgsl, reduce_rows.wgsl: what the TTS
+    # codec and flow-matching head need beyond the ASR kernels above.
+
+    CONV_PAD_MODES = {"zeros": 0, "replicate": 1, "reflect": 2}
+
+    def attention_local(self, seq, q: GPUTensor, k: GPUTensor, v: GPUTensor, q_pos: GPUTensor,
+                        k_pos: GPUTensor, ranges: GPUTensor, out: GPUTensor, n_heads: int,
+                        n_kv_heads: int, head_dim: int, window: int, slopes: GPUTensor | None = None,
+                        scale: float | None = None) -> None:
+        """Cache-free GQA attention of the M rows of q over the N rows of k/v (views allowed),
+        masked by positions: key j is visible to query i iff k_pos[j] <= q_pos[i] and
+        q_pos[i] - k_pos[j] < window; only key indices in [ranges[2i], ranges[2i+1]) are scanned.
+        slopes [n_heads] (f32) adds ALiBi slope_h·(k_pos[j] - q_pos[i]). out [M, n_heads*hd]."""
+        m, n = q.rows, k.rows
+        _require(head_dim <= ATTN_MAX_HEAD_DIM and head_dim % 4 == 0, "attention_local: head_dim <= 128, % 4")
+        _require(n_heads % n_kv_heads == 0, "attention_local: GQA shapes")
+        _require(q.cols == n_heads * head_dim and out.shape == (m, n_heads * head_dim),
+                 "attention_local: q and out must be [M, n_heads*head_dim]")
+        _require(k.cols == v.cols == n_kv_heads * head_dim and v.rows == n,
+                 "attention_local: k and v must be [N, n_kv_heads*head_dim]")
+        _require(all(t.dtype == "f32" for t in (q, k, v, out)), "attention_local: f32 tensors")
+        _require(out.offset == 0 and out.row_stride == out.cols, "attention_local: contiguous out")
+        _require(q_pos.dtype == k_pos.dtype == ranges.dtype == "u32" and q_pos.size >= m
+                 and k_pos.size >= n and ranges.size >= 2 * m, "attention_local: u32 positions/ranges")
+        _require(q_pos.offset == k_pos.offset == ranges.offset == 0,
+                 "attention_local: positions and ranges must start at element 0")
+        _require(m <= self.max_groups_per_dim, "attention_local: too many query rows for one dispatch")
+        scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+        flags = {"ALIBI"} if slopes is not None else set()
+        pipeline = self._pipeline("attention_local.wgsl", "main", flags)
+        params = self._uniform(m, n_heads, n_kv_heads, head_dim, int(window), n, q.offset, q.row_stride,
+                               k.offset, k.row_stride, v.offset, v.row_stride, out.row_stride, scale)
+        bindings = {0: q, 1: k, 2: v, 3: q_pos, 4: k_pos, 5: ranges, 6: out, 7: params}
+        if slopes is not None:
+            _require(slopes.dtype == "f32" and slopes.size >= n_heads, "attention_local: n_heads f32 slopes")
+            bindings[8] = slopes
+        self._append(seq, pipeline, self._bind(pipeline, bindings), n_heads, m)
+
+    def conv_causal(self, seq, x: GPUTensor, w: GPUTensor, out: GPUTensor, stride: int = 1,
+                    pad: int | None = None, pad_mode: str = "zeros") -> None:
+        """Conv1d of any kernel size K with `pad` (default K-1) left rows made in the shader:
+        zeros, replicate (row 0) or reflect (row -r). x [T_in, C], w [O, C, K] (PyTorch layout),
+        out [T_out, O] with T_out = (T_in + pad - K) // stride + 1. No bias; all f32, contiguous."""
+        t_in, c = x.shape
+        o, c_w, kk = w.shape
+        pad = kk - 1 if pad is None else int(pad)
+        _require(c_w == c, f"conv weight must be [O, {c}, K], got {w.shape}")
+        _require(pad_mode in self.CONV_PAD_MODES, f"pad_mode must be one of {sorted(self.CONV_PAD_MODES)}")
+        _require(pad_mode != "reflect" or t_in > pad,
+                 f"reflect padding of {pad} needs more than {pad} rows, got {t_in}")
+        t_out = (t_in + pad - kk) // stride + 1
+        _require(t_out >= 1 and out.shape == (t_out, o), f"out must be [{t_out}, {o}], got {out.shape}")
+        _require(all(t.contiguous and t.dtype == "f32" for t in (x, w, out)), "conv_causal: contiguous f32 tensors")
+        _require(-(-t_out // 64) <= self.max_groups_per_dim, "conv_causal: too many output rows")
+        pipeline = self._pipeline("conv_causal.wgsl", "main")
+        params = self._uniform(t_out, o, c, kk, t_in, stride, pad, self.CONV_PAD_MODES[pad_mode])
+        group = self._bind(pipeline, {0: w, 1: x, 2: out, 3: params})
+        self._append(seq, pipeline, group, -(-o // 64), -(-t_out // 64))
+
+    def conv_transpose(self, seq, x: GPUTensor, w: GPUTensor, out: GPUTensor, stride: int) -> None:
+        """ConvTranspose1d, untrimmed: x [T_in, C], w [C, O, K] (PyTorch layout), no bias ->
+        out [(T_in-1)·stride + K, O] with out[stride·t + j] += x[t]·w[:, :, j]. All f32."""
+        t_in, c = x.shape
+        c_w, o, kk = w.shape
+        _require(c_w == c, f"conv_transpose weight must be [{c}, O, K], got {w.shape}")
+        _require(stride >= 1, "conv_transpose: stride >= 1")
+        t_out = (t_in - 1) * stride + kk
+        _require(out.shape == (t_out, o), f"out must be [{t_out}, {o}], got {out.shape}")
+        _require(all(t.contiguous and t.dtype == "f32" for t in (x, w, out)),
+                 "conv_transpose: contiguous f32 tensors")
+        n_q = -(-t_out // stride)
+        _require(-(-n_q // 64) <= self.max_groups_per_dim, "conv_transpose: too many output rows")
+        pipeline = self._pipeline("conv_transpose.wgsl", "main")
+        params = self._uniform(t_out, o, c, kk, t_in, stride, -(-kk // stride))
+        group = self._bind(pipeline, {0: w, 1: x, 2: out, 3: params})
+        self._append(seq, pipeline, group, -(-o // 64), -(-n_q // 64), stride)
+
+    def sum_rows(self, seq, x: GPUTensor, out: GPUTensor) -> None:
+        """out [1, D] (or a row view) = Σ_m x[m] for x [M, D] (any 2-D view); f32, rows in order."""
+        _require(out.rows == 1 and out.cols == x.cols, f"sum_rows: out must be [1, {x.cols}]")
+        _require(x.buffer is not out.buffer, "sum_rows: out must not alias x")
+        pipeline = self._pipeline("reduce_rows.wgsl", "sum_rows")
+        gx, gy = self._grid(-(-x.cols // WORKGROUP_INVOCATIONS))
+        params = self._uniform(x.rows, x.cols, x.offset, x.row_stride, out.offset, out.row_stride, gx, 0.0)
+        self._append(seq, pipeline, self._bind(pipeline, {0: x, 2: out, 3: params}), gx, gy)
+
+    def scale(self, seq, a: GPUTensor, s: float, out: GPUTensor) -> None:
+        """out = a · s for a host scalar s (2-D views; out must not alias a)."""
+        _require((a.rows, a.cols) == (out.rows, out.cols), f"scale: {a.shape} vs {out.shape}")
+        _require(a.buffer is not out.buffer, "scale: out must not alias a")
+        pipeline = self._pipeline("reduce_rows.wgsl", "scale")
+        gx, gy = self._grid(-(-a.rows * a.cols // WORKGROUP_INVOCATIONS))
+        params = self._uniform(a.rows, a.cols, a.offset, a.row_stride, out.offset, out.row_stride, gx, float(s))
+        self._append(seq, pipeline, self._bind(pipeline, {0: a, 2: out, 3: params}), gx, gy)

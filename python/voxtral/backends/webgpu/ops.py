@@ -121,13 +121,17 @@ class WebGPUOps:
         self._weights: dict[int, tuple] = {}  # id(host weight) -> (host weight, GPU copy)
         self._positions: dict[bytes, DeviceArray] = {}  # positions uploaded since the last submit
         self.submits = 0
+        self._capture = None  # (pos tensor, kept tensors) while a step graph is being recorded
 
     # ------------------------------------------------------------------------ memory
     def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:
         shape = tuple(int(s) for s in shape)
         nbytes = max(4, -(-int(math.prod(shape)) * _ITEMSIZE[dtype] // 4) * 4)
         buf = self.pool.take(nbytes, for_upload)
-        return DeviceArray(buf, shape, dtype, owner=_Owner(self.pool, buf, nbytes))
+        t = DeviceArray(buf, shape, dtype, owner=_Owner(self.pool, buf, nbytes))
+        if self._capture is not None:
+            self._capture[1].append(t)  # a recorded graph owns its intermediates for good
+        return t
 
     def _upload(self, array, dtype: str | None = None) -> DeviceArray:
         a = np.asarray(array)
@@ -139,6 +143,8 @@ class WebGPUOps:
 
     def flush(self) -> None:
         """Submit the pending dispatches (one encoder, one pass, one submit)."""
+        if self._capture is not None:
+            raise RuntimeError("a step graph being recorded cannot be submitted or read back")
         if self.seq or self.copies:
             self.host.run(self.seq, self.copies)
             # cleared in place: a kernel call may hold this very list while an argument of the
@@ -149,10 +155,35 @@ class WebGPUOps:
         self.pool.submitted()
         self._positions.clear()
 
+    # ---------------------------------------------------------------- step graphs
+    def begin_capture(self, pos: GPUTensor) -> None:
+        """Record dispatches (not run) with `pos` as the positions of every op; see step_graph."""
+        self.flush()
+        self._capture = (pos, [])
+
+    def end_capture(self) -> tuple[list, list]:
+        """(recorded dispatches, tensors they use that must stay allocated)."""
+        pos, keep = self._capture
+        self._capture = None
+        dispatches = list(self.seq)
+        self.seq.clear()
+        return dispatches, keep
+
+    def decode_step_graph(self, decoder, caches, scales):
+        """A recorded decode step, or None when the token embedding needs the host (a dense
+        table: BF16/F32 models gather rows on the CPU)."""
+        if self._weight(decoder.tok_embeddings).dtype != "q4_0":
+            return None
+        from .step_graph import DecodeStepGraph
+        return DecodeStepGraph(self, decoder, caches, scales)
+
     def asarray(self, x):
         if isinstance(x, GPUTensor):
             return x
-        return self._upload(np.asarray(x, dtype=np.float32))
+        t = self._upload(np.asarray(x, dtype=np.float32))
+        if t.size == 1:  # remember a scalar's value: broadcasting it then needs no readback
+            t.host_scalar = float(np.asarray(x, dtype=np.float32).reshape(-1)[0])
+        return t
 
     def to_host(self, x) -> np.ndarray:
         if not isinstance(x, GPUTensor):
@@ -207,6 +238,10 @@ class WebGPUOps:
 
     def _positions_tensor(self, positions) -> GPUTensor:
         p = np.asarray(positions, dtype=np.int64)
+        if self._capture is not None:  # a recorded step reads its position from a fixed buffer
+            if p.size != 1:
+                raise ValueError("a step graph records one position")
+            return self._capture[0]
         if p.size and (p.min() < 0 or p.max() >= 2**32):
             raise ValueError("positions must fit in u32")
         key = p.astype(np.uint32).tobytes()
@@ -252,36 +287,85 @@ class WebGPUOps:
         self.k.copy(self.seq, self.asarray(src), dst.view_rows(start, start + src.shape[0]))
 
     # ------------------------------------------------------------------------- math
-    def linear(self, x, w, b=None):
+    def linear(self, x, w, b=None, residual=None):
+        """[residual +] x·Wᵀ [+ b]; the residual add is fused into the matmul."""
         x = self.asarray(x)
         if not x.contiguous:
             x = self._contiguous(x)
         gw = self._weight(w)
         out = self._alloc((x.shape[0], gw.rows))
-        self.k.linear(self.seq, x, gw, out, None if b is None else self._param(b))
+        if residual is not None and not residual.contiguous:
+            residual = self._contiguous(residual)
+        self.k.linear(self.seq, x, gw, out, None if b is None else self._param(b), residual)
         return out
 
-    def rmsnorm(self, x, w, eps: float):
+    def linear_split(self, x, ws, bs=None):
+        """Linears of one input as ONE matmul over the row-concatenated weights (fused once, at
+        first use); returns the column ranges of its output as views."""
+        bs = tuple(bs) if bs is not None else (None,) * len(ws)
         x = self.asarray(x)
+        if not x.contiguous:
+            x = self._contiguous(x)
+        key = ("split",) + tuple(id(w) for w in ws) + tuple(id(b) for b in bs)
+        hit = self._weights.get(key)
+        if hit is None or any(a is not b for a, b in zip(hit[0], ws + bs)):
+            hit = (tuple(ws) + bs, self._fuse_rows(ws), self._fuse_bias(ws, bs))
+            self._weights[key] = hit
+        _, gw, gb = hit
+        out = self._alloc((x.shape[0], gw.rows))
+        self.k.linear(self.seq, x, gw, out, gb)
+        views, c = [], 0
+        for w in ws:
+            n = w.shape[0]
+            views.append(out.view_cols(c, c + n))
+            c += n
+        return views
+
+    def _fuse_rows(self, ws) -> GPUWeight:
+        if all(hasattr(w, "raw") for w in ws) and ws[0].shape[1] % 64 == 0:
+            from ...weights.q4 import Q4Tensor
+            raw = np.concatenate([np.asarray(w.raw, np.uint8).reshape(w.shape[0], -1) for w in ws])
+            return self.k.upload_weight(Q4Tensor((raw.shape[0], ws[0].shape[1]), raw))
+        dense = [w.dequantize() if hasattr(w, "dequantize") else np.asarray(w, np.float32) for w in ws]
+        return self.k.upload_weight(np.concatenate(dense).astype(np.float32), "f32")
+
+    def _fuse_bias(self, ws, bs):
+        if all(b is None for b in bs):
+            return None
+        parts = [np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32).reshape(-1)
+                 for w, b in zip(ws, bs)]
+        return self.k.tensor(np.concatenate(parts), "f32", "bias")
+
+    def swiglu(self, gate, up):
+        out = self._alloc(gate.shape)
+        self.k.swiglu(self.seq, gate, up, out)
+        return out
+
+    def rmsnorm(self, x, w, eps: float, ada=None):
+        """x / rms(x) · w [· (1 + ada)] (ada: the decoder's time conditioning, fused)."""
+        x = self.asarray(x)
+        if not x.contiguous:
+            x = self._contiguous(x)
         out = self._alloc(x.shape)
-        self.k.rmsnorm(self.seq, x, self._param(w), out, eps)
+        self.k.rmsnorm(self.seq, x, self._param(w), out, eps, None if ada is None else self._param(ada))
         return out
 
     def rope_interleaved(self, x, positions, n_heads: int, head_dim: int, theta: float):
-        """Rotates a copy (the numpy op returns a new array; callers may still use x)."""
-        out = self._contiguous(self.asarray(x))
-        self.k.rope(self.seq, out, self._positions_tensor(positions), n_heads, head_dim, theta)
-        return out
+        """Rotates x IN PLACE and returns it (x is a fresh projection output that nothing else
+        reads; no copy, one dispatch). Views (the q/k columns of a fused QKV) are fine."""
+        x = self.asarray(x)
+        self.k.rope(self.seq, x, self._positions_tensor(positions), n_heads, head_dim, theta)
+        return x
 
     def attention(self, q, k, v, q_pos, k_pos, n_heads: int, n_kv_heads: int, head_dim: int,
                   window: int | None, alibi_slopes=None):
         """Self-attention of a batch over itself (no cache): its K/V go into a ring as long as the
         batch, and the ring kernel masks by position."""
-        if alibi_slopes is not None:
-            raise NotImplementedError("ALiBi attention is not implemented on the WebGPU backend yet")
         q_pos, k_pos = np.asarray(q_pos), np.asarray(k_pos)
-        if q_pos.shape != k_pos.shape or not np.array_equal(q_pos, k_pos):
-            raise NotImplementedError("WebGPUOps.attention without a cache needs q_pos == k_pos")
+        if alibi_slopes is not None or not _ring_positions(q_pos, k_pos):
+            # TTS codec (ALiBi) and flow-matching head (repeated positions): see the TTS section
+            return self._attention_local(q, k, v, q_pos, k_pos, n_heads, n_kv_heads, head_dim,
+                                         window, alibi_slopes)
         m = q.shape[0]
         width = n_kv_heads * head_dim
         kc, vc = self._alloc((m, width)), self._alloc((m, width))
@@ -313,7 +397,10 @@ class WebGPUOps:
         if b.shape[0] == 1 and b.shape[-1] == a.shape[-1]:
             return GPUTensor(b.buffer, a.shape, b.dtype, b.offset, 0)
         if b.size == 1:  # a scalar: materialise (rare: one-time set-up values)
-            return self._upload(np.full(a.shape, float(self.to_host(b).reshape(-1)[0]), np.float32))
+            value = getattr(b, "host_scalar", None)  # set by asarray: no readback (no sync) needed
+            if value is None:
+                value = float(self.to_host(b).reshape(-1)[0])
+            return self._upload(np.full(a.shape, value, np.float32))
         raise ValueError(f"cannot broadcast {b.shape} to {a.shape}")
 
     def add(self, a, b):
@@ -324,12 +411,19 @@ class WebGPUOps:
 
     def mul(self, a, b):
         a = self.asarray(a)
+        value = _host_scalar(b)
+        if value is not None:  # a · host scalar: one dispatch, no upload, no sync
+            out = self._alloc(a.shape)
+            self.k.scale(self.seq, a, value, out)
+            return out
         out = self._alloc(a.shape)
         self.k.mul(self.seq, a, self._broadcast(a, b), out)
         return out
 
     def conv1d(self, x, w, b, stride: int, left_pad: int):
         """x [T, C_in] time-major, w [C_out, C_in, 3]; left_pad zero rows prepended (causal)."""
+        if w.shape[2] != 3 or b is None:  # TTS codec convs: general kernel size, no bias
+            return self.conv1d_padded(x, w, left_pad, "zeros", stride)
         x = self.asarray(x)
         if left_pad:
             x = self.concat_rows([self.zeros((left_pad, x.shape[1])), x])
@@ -344,7 +438,7 @@ class WebGPUOps:
         gw = self._weight(table)
         if gw.dtype != "q4_0":
             host_ids = np.asarray(self.to_host(ids) if isinstance(ids, GPUTensor) else ids, np.int64)
-            if hasattr(table, "take"):
+            if hasattr(table, "take") and not isinstance(table, np.ndarray):  # ndarray.take flattens
                 rows = table.take(host_ids.reshape(-1))
             else:
                 rows = np.asarray(table, np.float32)[host_ids.reshape(-1)]
@@ -360,6 +454,81 @@ class WebGPUOps:
         out = self._alloc((x.shape[0],), "u32")
         self.k.argmax(self.seq, x, out)
         return out
+
+    # ================================================================ TTS ops (issue #7)
+    # The TTS model's ops beyond the ASR ones: cache-free attention masked by explicit positions
+    # (codec ALiBi + W+1 window; flow-matching groups), convs of any kernel size with their left
+    # padding made in the shader, the transposed conv, and row sums (frame embeddings).
+
+    def _attention_local(self, q, k, v, q_pos, k_pos, n_heads, n_kv_heads, head_dim, window,
+                         alibi_slopes):
+        q, k, v = self.asarray(q), self.asarray(k), self.asarray(v)
+        q_pos = np.asarray(q_pos, dtype=np.int64).reshape(-1)
+        k_pos = np.asarray(k_pos, dtype=np.int64).reshape(-1)
+        win = min(int(window), 2**31 - 1) if window is not None else 2**31 - 1
+        if k_pos.size and np.all(np.diff(k_pos) >= 0):  # sorted keys: scan only the visible band
+            lo = np.searchsorted(k_pos, q_pos - win + 1, "left")
+            hi = np.searchsorted(k_pos, q_pos, "right")
+        else:
+            lo, hi = np.zeros_like(q_pos), np.full_like(q_pos, k_pos.size)
+        ranges = self._upload(np.stack([lo, hi], axis=1).reshape(-1).astype(np.uint32), "u32")
+        slopes = None if alibi_slopes is None else self._slopes_tensor(alibi_slopes)
+        out = self._alloc((q.shape[0], n_heads * head_dim))
+        self.k.attention_local(self.seq, q, k, v, self._positions_tensor(q_pos),
+                               self._positions_tensor(k_pos), ranges, out, n_heads, n_kv_heads,
+                               head_dim, win, slopes)
+        return out
+
+    def _slopes_tensor(self, slopes) -> GPUTensor:
+        cache = self.__dict__.setdefault("_alibi_slopes", {})  # slopes bytes -> GPU tensor
+        key = np.asarray(slopes, np.float32).tobytes()
+        if key not in cache:
+            cache[key] = self.k.tensor(np.asarray(slopes, np.float32).reshape(-1), "f32", "alibi")
+        return cache[key]
+
+    def conv1d_padded(self, x, w, pad: int, mode: str = "zeros", stride: int = 1):
+        """Conv1d (no bias) of x [T, C_in] with `pad` left rows made by `mode` ("zeros",
+        "replicate": row 0, "reflect": rows pad..1) in the kernel: equal to
+        conv1d(pad_left(x, pad, mode), w, None, stride, 0) without materialising the padding."""
+        x = self.asarray(x)
+        if not x.contiguous:
+            x = self._contiguous(x)
+        t_out = (x.shape[0] + pad - w.shape[2]) // stride + 1
+        out = self._alloc((t_out, w.shape[0]))
+        self.k.conv_causal(self.seq, x, self._param(w), out, stride, pad, mode)
+        return out
+
+    def conv_transpose1d(self, x, w, stride: int):
+        """x [T, C_in], w [C_in, C_out, K] (PyTorch layout) -> [(T-1)·stride + K, C_out], untrimmed."""
+        x = self.asarray(x)
+        if not x.contiguous:
+            x = self._contiguous(x)
+        out = self._alloc(((x.shape[0] - 1) * stride + w.shape[2], w.shape[1]))
+        self.k.conv_transpose(self.seq, x, self._param(w), out, stride)
+        return out
+
+    def sum_rows(self, x):
+        """[M, D] -> [1, D]."""
+        x = self.asarray(x)
+        out = self._alloc((1, x.shape[1]))
+        self.k.sum_rows(self.seq, x, out)
+        return out
+
+
+def _ring_positions(q_pos: np.ndarray, k_pos: np.ndarray) -> bool:
+    """True when self-attention fits the ring kernel: keys = queries, strictly increasing."""
+    return (q_pos.shape == k_pos.shape and np.array_equal(q_pos, k_pos)
+            and bool(np.all(np.diff(q_pos.reshape(-1)) > 0)))
+
+
+def _host_scalar(b):
+    """The value of a one-element operand known on the host (a Python/numpy number, a one-value
+    host array, or a GPU scalar made by asarray), else None."""
+    if isinstance(b, (int, float, np.number)):
+        return float(b)
+    if isinstance(b, np.ndarray):
+        return float(b.reshape(-1)[0]) if b.size == 1 else None
+    return getattr(b, "host_scalar", None) if getattr(b, "size", 0) == 1 else None
 
 
 class _PendingRead:
@@ -391,7 +560,8 @@ class GPURingCache:
     def __init__(self, ops: WebGPUOps, width: int, cfg: TransformerConfig):
         self.ops, self.cfg = ops, cfg
         self.window = cfg.sliding_window
-        base = self.window if self.window is not None else UNBOUNDED_CACHE_ROWS
+        self.unbounded_rows = getattr(ops, "unbounded_cache_rows", UNBOUNDED_CACHE_ROWS)
+        base = self.window if self.window is not None else self.unbounded_rows
         self.capacity = base + MAX_ATTENTION_BATCH - 1
         self.keys = ops.k.kv_cache(self.capacity, width, ops.kv_dtype)
         self.values = ops.k.kv_cache(self.capacity, width, ops.kv_dtype)
@@ -404,8 +574,8 @@ class GPURingCache:
     def attend(self, q, k, v, positions):
         ops, cfg = self.ops, self.cfg
         positions = np.asarray(positions, dtype=np.int64)
-        if self.window is None and positions.size and positions[-1] >= UNBOUNDED_CACHE_ROWS:
-            raise ValueError(f"sequence longer than {UNBOUNDED_CACHE_ROWS} positions")
+        if self.window is None and positions.size and positions[-1] >= self.unbounded_rows:
+            raise ValueError(f"sequence longer than {self.unbounded_rows} positions")
         m = positions.shape[0]
         outs = []
         for s in range(0, m, MAX_ATTENTION_BATCH):

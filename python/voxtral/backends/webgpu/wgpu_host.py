@@ -40,6 +40,7 @@ class WgpuHost(GPUHost):
             raise NoAdapterError("wgpu found no adapter (install mesa-vulkan-drivers for lavapipe)")
         info = adapter.info
         self.adapter_name = f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
+        self.is_software = str(info.get("adapter_type", "")).lower() == "cpu"  # lavapipe, llvmpipe
         wanted = [f for f in _WANTED_FEATURES if f in adapter.features]
         limits = {k: adapter.limits[k] for k in _COMPUTE_LIMITS if k in adapter.limits}
         self.device = adapter.request_device_sync(required_features=wanted, required_limits=limits)
@@ -48,6 +49,11 @@ class WgpuHost(GPUHost):
         self.limits = {k.replace("-", "_"): int(v) for k, v in self.device.limits.items()
                        if isinstance(v, int)}
         self.needs_subgroups_directive = False  # naga rejects `enable subgroups;`
+        try:  # raw wgpu-native entry points for the hot encoding loop (see _encode_raw)
+            from wgpu.backends.wgpu_native._ffi import ffi, lib
+            self._raw = (lib, ffi.NULL)
+        except (ImportError, AttributeError):
+            self._raw = None
 
     # -------------------------------------------------------------------------- buffers
     def _create_buffer(self, size, usage_bits, label):
@@ -88,20 +94,40 @@ class WgpuHost(GPUHost):
     def run(self, dispatches: list[Dispatch], copies: list[Copy] = ()) -> None:
         encoder = self.device.create_command_encoder()
         cpass = encoder.begin_compute_pass()
-        current = None
-        for pipeline, bind_group, (x, y, z) in dispatches:
-            if pipeline is not current:
-                cpass.set_pipeline(pipeline)
-                current = pipeline
-            cpass.set_bind_group(0, bind_group)
-            cpass.dispatch_workgroups(x, y, z)
+        if self._raw is not None:
+            self._encode_raw(cpass, dispatches)
+        else:
+            current = None
+            for pipeline, bind_group, (x, y, z) in dispatches:
+                if pipeline is not current:
+                    cpass.set_pipeline(pipeline)
+                    current = pipeline
+                cpass.set_bind_group(0, bind_group)
+                cpass.dispatch_workgroups(x, y, z)
         cpass.end()
         for c in copies:
             encoder.copy_buffer_to_buffer(c.src, c.src_offset, c.dst, c.dst_offset, c.size)
         self.queue.submit([encoder.finish()])
 
+    def _encode_raw(self, cpass, dispatches) -> None:
+        """The same encoding through wgpu-native's C functions directly: wgpu-py's checked
+        wrappers cost ~15 us per call, and a decode step of the full model is ~1000 calls. The
+        pipelines and bind groups are kept alive by their caches (Kernels)."""
+        lib, null = self._raw
+        handle = cpass._internal
+        set_pipeline = lib.wgpuComputePassEncoderSetPipeline
+        set_group = lib.wgpuComputePassEncoderSetBindGroup
+        dispatch = lib.wgpuComputePassEncoderDispatchWorkgroups
+        current = None
+        for pipeline, bind_group, (x, y, z) in dispatches:
+            if pipeline is not current:
+                set_pipeline(handle, pipeline._internal)
+                current = pipeline
+            set_group(handle, 0, bind_group._internal, 0, null)
+            dispatch(handle, x, y, z)
+
     def map_read(self, buffer, size: int) -> ReadHandle:
-        return _WgpuRead(buffer, size)
+        return _WgpuRead(buffer, size, self)
 
     def wait(self) -> None:
         """Block until submitted work is done (a tiny readback; see read_buffer)."""
@@ -114,11 +140,21 @@ class _WgpuRead(ReadHandle):
     """map_async started at once; result() waits for that mapping only, so the GPU keeps working
     on whatever was submitted after the copy (the one-step-behind token readback)."""
 
-    def __init__(self, buffer, size: int):
-        self.buffer, self.size = buffer, int(size)
+    def __init__(self, buffer, size: int, host: "WgpuHost"):
+        self.buffer, self.size, self.host = buffer, int(size), host
         self.promise = buffer.map_async("READ", 0, buffer.size)
 
     def result(self) -> bytes:
+        # wgpu-py's own wait resolves the mapping from a thread that blocks until the queue is
+        # empty, i.e. also until the step submitted after this one: the GPU would idle while the
+        # host records the next step. Non-blocking polls resolve it as soon as its own submit is
+        # done.
+        raw = self.host._raw
+        dev = getattr(self.host.device, "_internal", None)
+        if raw is not None and dev is not None:
+            lib, null = raw
+            while self.promise._state == "pending":
+                lib.wgpuDevicePoll(dev, False, null)
         self.promise.sync_wait()
         data = bytes(self.buffer.read_mapped(0, self.buffer.size))[: self.size]
         self.buffer.unmap()

@@ -44,15 +44,14 @@ class ASRDecoder:
         self._ffn_scales: dict[tuple[int, int], tuple[object, list]] = {}  # (id(ops), delay) -> (ops, scales)
 
     def ffn_scales(self, ops, delay_tokens: int) -> list:
-        """Per layer (1 + s_l) as [1, dim]; computed once per (ops, delay)."""
+        """Per layer s_l as [1, dim] (the FFN input is scaled by 1 + s_l); once per (ops, delay)."""
         key = (id(ops), int(delay_tokens))
         hit = self._ffn_scales.get(key)
         if hit is None or hit[0] is not ops:
             t_cond = ops.asarray(time_embedding(delay_tokens, self.cfg.dim)[None, :])  # [1, dim]
             scales = []
             for w_down, w_up in self.ada:
-                s = ops.linear(ops.gelu(ops.linear(t_cond, w_down)), w_up)  # [1, dim]
-                scales.append(ops.add(s, ops.asarray(np.ones((1, 1)))))
+                scales.append(ops.linear(ops.gelu(ops.linear(t_cond, w_down)), w_up))  # [1, dim]
             self._ffn_scales[key] = (ops, scales)
         return self._ffn_scales[key][1]
 
@@ -67,7 +66,7 @@ class ASRDecoder:
         """x [M, dim] input embeddings at absolute positions [M] -> final-normed hidden [M, dim]."""
         positions = np.asarray(positions, dtype=np.int64)
         for layer, cache, scale in zip(self.layers, caches, scales):
-            x = layer(ops, x, positions, cache, ffn_scale=scale)
+            x = layer(ops, x, positions, cache, ffn_ada=scale)
         return ops.rmsnorm(x, self.norm, self.cfg.norm_eps)
 
     def logits(self, ops, h):

@@ -54,6 +54,10 @@ class DecoderSession:
         self.last_token: int | None = None  # last token read back
         self._token_ref = None  # last decided token as the backend holds it (device for GPUs)
         self._unread = None  # (readback handle, position, logits handle) of the newest decision
+        # Replay a recorded step when the backend offers it (not when logits are kept: they stay
+        # on the device in a replayed step).
+        self._use_graph = hasattr(self.ops, "decode_step_graph") and not keep_logits
+        self._graph = None
         self._pending = []  # audio embeddings received before the prompt is complete
         self._n_pending = 0
 
@@ -83,9 +87,12 @@ class DecoderSession:
                 break
             # The token fed here may still be on the device (GPU backends): step p is recorded and
             # submitted before step p-1's token is read back, so the GPU never waits for the host.
-            x = ops.add(ops.rows(audio_emb, i, i + 1), self.model.decoder.embed(ops, self._token_ref))
             previous = self._unread
-            self._decide(x)
+            if self._use_graph:
+                self._graph_step(audio_emb, i)
+            else:
+                x = ops.add(ops.rows(audio_emb, i, i + 1), self.model.decoder.embed(ops, self._token_ref))
+                self._decide(x)
             new += self._resolve(previous)
             if self.done:
                 self._unread = None  # decided after EOS: discarded
@@ -109,6 +116,20 @@ class DecoderSession:
         ops.flush()
         self._token_ref = token_ref
         self.next_position += m
+
+    def _graph_step(self, audio_emb, row: int) -> None:
+        """A backend that can record a decode step once (WebGPU) replays it for every token."""
+        if self._graph is None:
+            self._graph = self.ops.decode_step_graph(self.model.decoder, self.caches, self.scales)
+            if self._graph is None:  # the backend cannot record this model's step
+                self._use_graph = False
+                x = self.ops.add(self.ops.rows(audio_emb, row, row + 1),
+                                 self.model.decoder.embed(self.ops, self._token_ref))
+                return self._decide(x)
+            self._graph.set_token(self._token_ref)
+        handle = self._graph.step(audio_emb, row, self.next_position)
+        self._unread = (handle, self.next_position, None)
+        self.next_position += 1
 
     def _resolve(self, unread) -> list[int]:
         """Read a decided token (waits only for the submit that produced it)."""
