@@ -44,7 +44,7 @@ struct AttnParams {
     out_stride: u32,
     scale: f32,
     splits: u32,      // key segments per query
-    split_keys: u32,  // keys per segment
+    split_keys: u32,  // upper bound of keys per segment (the kernel splits the actual keys evenly)
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -135,8 +135,12 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         let pos = i32(positions[ap.pos_offset + row]);
         let newest = i32(positions[ap.pos_offset + ap.rows - 1u]);
         let first = max(max(pos - i32(ap.window) + 1, newest - i32(ap.capacity) + 1), 0);
-        key_lo = first + i32(split * ap.split_keys);
-        key_hi = min(pos, key_lo + i32(ap.split_keys) - 1);
+        // The visible keys are cut evenly into `splits` segments from the ACTUAL count (the host
+        // only knows the window): 300 keys of context over 16 segments is ~19 keys each, not one
+        // segment of 300 walked serially while 15 idle.
+        let per = (pos - first + i32(ap.splits)) / i32(ap.splits);  // ceil(n / splits), n = pos - first + 1
+        key_lo = first + i32(split) * per;
+        key_hi = min(pos, key_lo + per - 1);
     }
     if (li < hd) {
         q_s[li] = q[row * ap.q_stride + ap.q_offset + h * hd + li] * ap.scale;

@@ -179,6 +179,11 @@ class NumpyOps:
         bs = bs if bs is not None else (None,) * len(ws)
         return [self.linear(x, w, b) for w, b in zip(ws, bs)]
 
+    def rope_qk(self, q, k, positions, n_heads: int, n_kv_heads: int, head_dim: int, theta: float):
+        """RoPE on queries and keys at the same positions (one dispatch on the GPU)."""
+        return (self.rope_interleaved(q, positions, n_heads, head_dim, theta),
+                self.rope_interleaved(k, positions, n_kv_heads, head_dim, theta))
+
     def swiglu(self, gate, up) -> np.ndarray:
         """silu(gate) ⊙ up."""
         return self.mul(self.silu(gate), up)

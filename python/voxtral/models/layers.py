@@ -216,8 +216,7 @@ class TransformerLayer:
         # q [M, n_heads*hd], k and v [M, n_kv_heads*hd]
         q, k, v = ops.linear_split(x, (w.wq, w.wk, w.wv), (w.bq, w.bk, w.bv))
         if cfg.use_rope:  # the TTS flow-matching head has no positional encoding
-            q = ops.rope_interleaved(q, positions, cfg.n_heads, cfg.head_dim, cfg.rope_theta)
-            k = ops.rope_interleaved(k, positions, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
+            q, k = ops.rope_qk(q, k, positions, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
         a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
         h = ops.linear(a, w.wo, w.bo, residual=h)
         x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps, ada=ffn_ada)

@@ -357,6 +357,18 @@ class WebGPUOps:
         self.k.rope(self.seq, x, self._positions_tensor(positions), n_heads, head_dim, theta)
         return x
 
+    def rope_qk(self, q, k, positions, n_heads: int, n_kv_heads: int, head_dim: int, theta: float):
+        """q and k rotated in place; when they are adjacent column ranges of one fused QKV output
+        (the usual case) a single dispatch rotates both as n_heads + n_kv_heads heads."""
+        if (isinstance(q, GPUTensor) and isinstance(k, GPUTensor) and q.buffer is k.buffer
+                and q.row_stride == k.row_stride and q.offset + q.cols == k.offset and q.rows == k.rows):
+            both = GPUTensor(q.buffer, (q.rows, q.cols + k.cols), q.dtype, q.offset, q.row_stride)
+            self.k.rope(self.seq, both, self._positions_tensor(positions), n_heads + n_kv_heads,
+                        head_dim, theta)
+            return q, k
+        return (self.rope_interleaved(q, positions, n_heads, head_dim, theta),
+                self.rope_interleaved(k, positions, n_kv_heads, head_dim, theta))
+
     def attention(self, q, k, v, q_pos, k_pos, n_heads: int, n_kv_heads: int, head_dim: int,
                   window: int | None, alibi_slopes=None):
         """Self-attention of a batch over itself (no cache): its K/V go into a ring as long as the
