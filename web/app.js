@@ -1,20 +1,26 @@
 // The page: model loading (with progress and Cache Storage), microphone and file transcription, the
 // transcript with timestamps and its downloads, live figures. All Python work is in worker.js.
 //
-// The backend runs as ?backend=NAME says (default "numpy"; "webgpu" once its browser host lands).
+// The backend runs as ?backend=NAME says: "auto" (the default: WebGPU when the browser has it and
+// the worker's kernel self-test passes, else numpy with a message saying why), "webgpu" or "numpy".
+// ?selftest=fail forces the WebGPU self-test to fail (to see the fallback); ?subgroups=0 keeps the
+// WebGPU kernels off subgroup operations.
 // For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const BACKEND = params.get('backend') || 'numpy';
+const BACKEND = params.get('backend') || 'auto';
+const SELFTEST = params.get('selftest') || '';
+const SUBGROUPS = params.get('subgroups') !== '0';  // ?subgroups=0: WebGPU kernels without subgroups
 const CACHE_NAME = 'voxtral-shards-v1';   // the worker writes it; keep the names in step
 const PIECE_SAMPLES = 1280;               // 80 ms at 16 kHz: one audio token
 
 const state = {
   info: null, model: null, runtimeReady: false, loaded: false, loading: false, busy: false,
   recording: false, result: null, resultName: 'transcript', streamedText: '', loadFigures: null,
-  shardSources: [],
+  shardSources: [], backend: null, gpu: null,
+  sentSamples: 0,  // 16 kHz samples of the current recording handed to the worker
 };
 const worker = new Worker('/worker.js');
 let rec = null;          // {stream, ctx, node, src}
@@ -93,7 +99,9 @@ async function boot() {
     $('how-to-weights').textContent = info.how_to_get_weights;
   }
   renderModels();
-  worker.postMessage({ type: 'init', backend: BACKEND, indexURL: info.pyodide.index_url, packageURL: info.package_url });
+  worker.postMessage({ type: 'init', backend: BACKEND, selftest: SELFTEST, subgroups: SUBGROUPS,
+                       indexURL: info.pyodide.index_url,
+                       packageURL: info.package_url });
   if (!window.isSecureContext) {
     showMessage('warn', 'This page is not a secure context: the microphone and the shard cache need https:// or localhost.', 'secure');
   }
@@ -114,8 +122,9 @@ async function checkWebGPU() {
     const i = adapter.info || {};
     const fallback = i.isFallbackAdapter || adapter.isFallbackAdapter;
     const name = [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'adapter';
+    if (state.backend) return;  // the worker already said what it uses
     el.textContent = `available: ${name}${fallback ? ' (software fallback)' : ''}`
-      + (BACKEND === 'webgpu' ? '' : ' - not used by this backend');
+      + (BACKEND === 'numpy' ? ' - not used by this backend' : ' (self-testing the kernels ...)');
   } catch (e) {
     el.textContent = `error asking for an adapter (${e.message})`;
   }
@@ -128,7 +137,7 @@ function renderModels() {
     const o = document.createElement('option');
     o.value = m.id;
     o.textContent = `${m.id} (${m.kind.toUpperCase()}${m.demo ? ', random-weight demo' : ''})`
-      + (m.kind === 'asr' ? '' : ' - not used by this page yet');
+      + (m.kind === 'asr' ? '' : ' - see the Text to speech tab');
     sel.appendChild(o);
   }
   const firstAsr = state.info.models.find((m) => m.kind === 'asr');
@@ -385,10 +394,12 @@ async function startRecording() {
   node.port.onmessage = (e) => {
     const d = e.data;
     if (d.flushed) { if (rec && rec.flushed) rec.flushed(); return; }
+    state.sentSamples += d.samples.length;
     worker.postMessage({ type: 'liveAudio', samples: d.samples }, [d.samples.buffer]);
     showLevel(d.rms);
   };
   startTranscript('mic');
+  state.sentSamples = 0;
   worker.postMessage({ type: 'liveStart' });
   src.connect(node);
   node.connect(ctx.destination);  // silent output keeps the node pulled by the graph
@@ -563,6 +574,7 @@ function onWorkerMessage(e) {
       $('runtime-status').textContent = `ready in ${(msg.initMs / 1000).toFixed(1)} s (Pyodide ${msg.pyodide}, ${msg.versions})`;
       $('backend-label').textContent = msg.backendLabel;
       document.body.dataset.backend = msg.backend;
+      showBackend(msg);
       updateButtons();
       break;
     case 'shardProgress':
@@ -596,6 +608,33 @@ function onWorkerMessage(e) {
     default:
       break;
   }
+}
+
+function yesNo(on) { return on ? 'yes' : 'no'; }
+
+// What the worker chose: the backend, the adapter and kernel variant, or why WebGPU is not used.
+function showBackend(msg) {
+  state.backend = msg.backend;
+  state.gpu = msg.gpu;
+  const el = $('webgpu-status');
+  const g = msg.gpu;
+  if (msg.backend === 'webgpu') {
+    document.body.dataset.gpuSubgroups = yesNo(g.use_subgroups);
+    document.body.dataset.gpuF16 = yesNo(g.use_shader_f16);
+    el.textContent = `in use: ${g.adapter}; subgroups: ${yesNo(g.use_subgroups)}, shader-f16: ${yesNo(g.use_shader_f16)}`
+      + `; kernel self-test passed in ${(g.ms / 1000).toFixed(1)} s`;
+    el.title = `features: ${g.features.join(', ')}\nlimits: ${JSON.stringify(g.limits)}`
+      + `\nattempts: ${JSON.stringify(g.attempts)}`;
+    clearMessage('backend');
+    return;
+  }
+  const f = msg.fallback;
+  if (!f) return;  // numpy was asked for
+  document.body.dataset.backendFallback = f.requested;
+  el.textContent = `not used: ${f.reason}`;
+  if (g && g.attempts) el.title = JSON.stringify(g.attempts);
+  const kind = f.requested === 'webgpu' || (g && g.attempts && g.attempts.length) ? 'warn' : 'info';
+  showMessage(kind, `WebGPU is not used: ${f.reason}. Running on the numpy backend (CPU) instead.`, 'backend');
 }
 
 function onError(msg) {

@@ -2,7 +2,12 @@
 // shards (network or Cache Storage), and the ASR pipeline (python/voxtral/browser.py).
 //
 // Messages in (from app.js):
-//   {type:'init', backend, indexURL, packageURL}     boot Python; backend is "numpy" (now) or "webgpu"
+//   {type:'init', backend, indexURL, packageURL, selftest, subgroups}
+//                                                    boot Python; backend is "auto" (WebGPU when it is
+//                                                    there and its self-test passes, else numpy),
+//                                                    "webgpu" or "numpy"; selftest "fail" forces the
+//                                                    WebGPU self-test to fail (tests the fallback);
+//                                                    subgroups false: kernels without subgroup ops
 //   {type:'load', model}                             model = one entry of /api/info's "models"
 //   {type:'transcribeFile', name, bytes}             WAV bytes: read + resampled by Python, as the CLI does
 //   {type:'transcribeSamples', name, samples}        Float32Array at 16 kHz (decodeAudioData output)
@@ -11,6 +16,10 @@
 // Messages out: status, ready, shardProgress, cacheWarning, loaded, partial, fileProgress, liveFigures,
 //   result, receivedAudio, error.  Python work runs one task at a time (a promise queue); shard
 //   downloads run outside it so they overlap the Python boot.
+//
+// WebGPU readbacks are asynchronous in the browser; Python waits for them with run_sync (JSPI),
+// which needs the call into Python to be made with callPromising: every session call goes
+// through pyCall.
 
 /* global loadPyodide, importScripts */
 const CACHE_NAME = 'voxtral-shards-v1';
@@ -18,25 +27,33 @@ const PROGRESS_EVERY_MS = 100;
 const KEEP_RECEIVED_SAMPLES = 16000 * 60 * 30;  // the last recording is kept (for its WAV download) up to 30 min
 
 // The compute backend is this one parameter. Each entry prepares what the Python side needs
-// before `ASRPipeline(..., backend=name)` runs; the label is what the page shows.
+// before `ASRPipeline(..., backend=name)` runs and returns a report for the page (or throws); the
+// label is what the page shows.
 const BACKENDS = {
   numpy: {
     label: 'numpy (CPU, float32, inside Pyodide)',
-    async prepare() {},
+    async prepare() { return null; },
   },
   webgpu: {
     label: 'WebGPU (WGSL kernels)',
-    async prepare() {
-      // The browser host (web/gpu-host.js) arrives with the WebGPU backend.
+    async prepare(msg) {
+      if (!self.navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
+      if (!JSPI) throw new Error('this browser lacks JavaScript Promise Integration (JSPI), which the WebGPU backend needs to wait for the GPU');
       try {
         importScripts('/gpu-host.js');
       } catch (e) {
-        throw new Error('the WebGPU backend is not part of this build yet (web/gpu-host.js is missing); use ?backend=numpy');
+        throw new Error('the WebGPU helper /gpu-host.js could not be loaded');
       }
-      if (!self.navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
+      const gpu = await self.VoxtralGPU.create({ heap: () => pyodide._module.HEAPU8 });
+      const report = JSON.parse(await pyCall(session.setup_webgpu, gpu,
+        JSON.stringify({ force_fail: msg.selftest === 'fail', subgroups: msg.subgroups !== false })));
+      if (!report.ok) throw Object.assign(new Error(report.message || 'the WebGPU self-test failed'), { report });
+      return report;
     },
   },
 };
+// JavaScript Promise Integration: lets Python block on a Promise (pyodide.ffi.run_sync).
+const JSPI = typeof WebAssembly === 'object' && 'Suspending' in WebAssembly;
 
 let pyodide = null;
 let session = null;
@@ -47,6 +64,8 @@ let receivedCount = 0;
 let liveOn = false;
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+// A call into the Python session that may wait for the GPU (see the header).
+const pyCall = (fn, ...args) => (JSPI ? fn.callPromising(...args) : Promise.resolve(fn(...args)));
 const now = () => performance.now();
 
 function errorText(e) {
@@ -69,9 +88,10 @@ function enqueue(what, fn) {
 
 async function init(msg) {
   const t0 = now();
-  backendName = msg.backend || 'numpy';
-  const backend = BACKENDS[backendName];
-  if (!backend) throw new Error(`unknown backend "${backendName}" (known: ${Object.keys(BACKENDS).join(', ')})`);
+  const requested = msg.backend || 'auto';
+  if (requested !== 'auto' && !BACKENDS[requested]) {
+    throw new Error(`unknown backend "${requested}" (known: auto, ${Object.keys(BACKENDS).join(', ')})`);
+  }
   post({ type: 'status', stage: 'runtime', text: 'loading the Python runtime (Pyodide) ...' });
   try {
     importScripts(msg.indexURL + 'pyodide.js');
@@ -91,11 +111,27 @@ shutil.rmtree('/home/pyodide/voxtral-pkg', ignore_errors=True)
 zipfile.ZipFile('/tmp/voxtral.zip').extractall('/home/pyodide/voxtral-pkg')
 sys.path.insert(0, '/home/pyodide/voxtral-pkg')
 `);
-  await backend.prepare(pyodide);
   session = pyodide.runPython('from voxtral.browser import Session\nSession()');
   const versions = pyodide.runPython('import sys, numpy; f"Python {sys.version.split()[0]}, numpy {numpy.__version__}"');
-  post({ type: 'ready', backend: backendName, backendLabel: backend.label, versions,
-         pyodide: pyodide.version, initMs: Math.round(now() - t0) });
+  // WebGPU first when asked for (or by default), numpy when it is missing or fails its self-test
+  let gpu = null;
+  let fallback = null;
+  backendName = 'numpy';
+  if (requested === 'webgpu' || requested === 'auto') {
+    post({ type: 'status', stage: 'runtime', text: 'starting WebGPU and self-testing its kernels ...' });
+    const t1 = now();
+    try {
+      gpu = await BACKENDS.webgpu.prepare(msg);
+      gpu.ms = Math.round(now() - t1);
+      backendName = 'webgpu';
+    } catch (e) {
+      gpu = e.report || null;
+      fallback = { requested, reason: errorText(e) };
+      console.warn('WebGPU backend unavailable:', e);
+    }
+  }
+  post({ type: 'ready', backend: backendName, requested, backendLabel: BACKENDS[backendName].label, gpu, fallback,
+         versions, jspi: JSPI, pyodide: pyodide.version, initMs: Math.round(now() - t0) });
 }
 
 // ---- shards: Cache Storage first, else the network with byte-level progress ----
@@ -185,7 +221,7 @@ async function load(model) {
     if (!session) throw new Error('the Python runtime did not start');
     post({ type: 'status', stage: 'model', text: 'building the model in Python ...' });
     const t1 = now();
-    const info = JSON.parse(session.load(shards, model.id, backendName, tekken));
+    const info = JSON.parse(await pyCall(session.load, shards, model.id, backendName, tekken));
     post({ type: 'loaded', info, model: model.id, sources, downloadMs: Math.round(downloadMs),
            buildMs: Math.round(now() - t1), loadMs: Math.round(now() - t0) });
   });
@@ -212,8 +248,8 @@ function transcribeFile(msg) {
     const t0 = now();
     const bytes = new Uint8Array(msg.bytes);
     const out = msg.samples
-      ? session.transcribe_samples(msg.samples, onTextCallback(), onProgressCallback())
-      : session.transcribe_file(bytes, onTextCallback(), onProgressCallback());
+      ? await pyCall(session.transcribe_samples, msg.samples, onTextCallback(), onProgressCallback())
+      : await pyCall(session.transcribe_file, bytes, onTextCallback(), onProgressCallback());
     post({ type: 'result', source: 'file', name: msg.name, result: JSON.parse(out), wallMs: Math.round(now() - t0) });
   });
 }
@@ -235,7 +271,7 @@ self.onmessage = (e) => {
       received = [];
       receivedCount = 0;
       liveOn = true;
-      enqueue('live', async () => { session.live_start(); });
+      enqueue('live', async () => { await pyCall(session.live_start); });
       break;
     case 'liveAudio':
       if (!liveOn) break;
@@ -244,7 +280,7 @@ self.onmessage = (e) => {
         receivedCount += msg.samples.length;
       }
       enqueue('live', async () => {
-        const fig = JSON.parse(session.live_push(msg.samples));
+        const fig = JSON.parse(await pyCall(session.live_push, msg.samples));
         post({ type: 'liveFigures', ...fig });
         if (fig.text) post({ type: 'partial', text: fig.text });
       });
@@ -252,7 +288,7 @@ self.onmessage = (e) => {
     case 'liveStop':
       liveOn = false;
       enqueue('live', async () => {
-        const r = JSON.parse(session.live_finish());
+        const r = JSON.parse(await pyCall(session.live_finish));
         if (r.tail) post({ type: 'partial', text: r.tail });
         post({ type: 'result', source: 'mic', result: r });
       });
@@ -269,3 +305,6 @@ self.onmessage = (e) => {
       post({ type: 'error', where: 'worker', message: `unknown message ${msg.type}` });
   }
 };
+
+// ---- text-to-speech tab: its messages (ttsLoad, ttsSpeak) are handled in tts-worker.js ----
+importScripts('/tts-worker.js');

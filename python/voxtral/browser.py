@@ -6,8 +6,11 @@ Runs inside Pyodide, so numpy + standard library only. worker.js hands over
   * audio as WAV/other file bytes or as float32 16 kHz samples.
 Results go back as JSON strings (one conversion, no proxies to leak).
 
-The compute backend is one parameter ("numpy" now; "webgpu" when its browser host lands), passed
-straight to `ASRPipeline`.
+The compute backend is one parameter, "numpy" or "webgpu". For "webgpu" the worker first hands
+over its `VoxtralGPU` object (web/gpu-host.js) with `setup_webgpu`, which wraps it in a `JsHost` and
+self-tests the kernels (`backends.webgpu.selftest`); every model load then runs on those kernels.
+Calls that touch the GPU must be entered through `callPromising` (JSPI): readbacks block on JS
+promises with `pyodide.ffi.run_sync`.
 """
 from __future__ import annotations
 
@@ -89,6 +92,51 @@ class Session:
     def __init__(self):
         self.pipe: ASRPipeline | None = None
         self.live = None
+        self.kernels = None  # the self-tested WebGPU kernels (setup_webgpu), shared by every load
+
+    def setup_webgpu(self, gpu, options_json: str = "{}") -> str:
+        """gpu: the worker's VoxtralGPU JS object (natively, in tests: a GPUHost). Runs the kernel
+        self-test and keeps the first variant that passes. options: {"force_fail": true} makes
+        every check fail; {"subgroups": false} skips the subgroup kernels. Returns the report as
+        JSON: ok, adapter, use_subgroups, use_shader_f16, attempts, features, limits, seconds, and
+        a message when it failed."""
+        from voxtral.backends.webgpu.host import GPUHost
+        from voxtral.backends.webgpu.js_host import JsHost, can_block
+        from voxtral.backends.webgpu.selftest import choose_kernels, kernel_variants
+
+        opts = json.loads(options_json or "{}")
+        self.kernels = None
+        if not isinstance(gpu, GPUHost) and not can_block():
+            return json.dumps({"ok": False, "attempts": [], "message": (
+                "this browser cannot wait for the GPU from Python (no JavaScript Promise Integration)")})
+        host = gpu if isinstance(gpu, GPUHost) else JsHost(gpu)
+        t0 = time.perf_counter()
+        variants = kernel_variants(host)
+        if opts.get("subgroups") is False:  # ?subgroups=0: the shared-memory kernels only
+            variants = [v for v in variants if not v[0]]
+        kernels, report = choose_kernels(host, force_fail=bool(opts.get("force_fail")), variants=variants)
+        report["seconds"] = round(time.perf_counter() - t0, 3)
+        report["features"] = sorted(host.features)
+        report["limits"] = {k: host.limits[k] for k in ("max_storage_buffer_binding_size", "max_buffer_size",
+                                                        "max_compute_invocations_per_workgroup") if k in host.limits}
+        report["adapter_info"] = getattr(host, "adapter_info", None)
+        if kernels is None:
+            first = next((a["failed"][0] for a in report["attempts"] if a["failed"]), "no kernel variant to try")
+            report["message"] = f"the WebGPU kernel self-test failed on {report['adapter']} ({first})"
+            if opts.get("force_fail"):
+                report["message"] += " - forced on purpose (selftest=fail)"
+        self.kernels = kernels
+        return json.dumps(report)
+
+    def _make_ops(self, backend: str):
+        if backend != "webgpu":
+            return None  # ASRPipeline makes it
+        if self.kernels is None:
+            raise VoxtralError("the WebGPU backend is not set up (its self-test did not pass)")
+        from voxtral.backends.webgpu.ops import WebGPUOps
+
+        self.kernels.clear_bind_groups()  # the previous model's buffers can go
+        return WebGPUOps(kernels=self.kernels)
 
     def load(self, shards, name: str = "model", backend: str = "numpy", tekken_json: str | None = None) -> str:
         """shards: the GGUF's byte pieces in order. Returns JSON: kind, params summary, load_s."""
@@ -102,7 +150,8 @@ class Session:
             mf.tekken = json.loads(tekken_json)
         if mf.kind != "asr":
             raise VoxtralError(f"{name} is a {mf.kind.upper()} model; this page runs speech-to-text")
-        self.pipe = ASRPipeline(mf, backend=backend)
+        self.pipe, self.live = None, None  # the previous model's memory first
+        self.pipe = ASRPipeline(mf, backend=backend, ops=self._make_ops(backend))
         self.pipe.load_s = time.perf_counter() - t0
         self.live = None
         p = mf.params

@@ -4,6 +4,7 @@ microphone that plays a speech WAV, and screenshots under tests/e2e/artifacts/.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ CHROMIUM_FLAGS = ["--enable-unsafe-webgpu", "--no-sandbox", "--ignore-certificat
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--no-first-run", "--disable-quic"]
 SPEECH_TEXT = "Hello, this is a test of the browser app. The quick brown fox jumps over the lazy dog."
+SHORT_SPEECH_TEXT = "Hello, this is a short test."  # ~2 s: the WebGPU tests run on SwiftShader (slow)
 
 
 def _insecure_ctx():
@@ -106,6 +108,19 @@ def speech_wav(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def short_speech_wav(tmp_path_factory) -> str:
+    """About 2 s of speech (espeak-ng), or a 2 s tone sequence without it."""
+    path = str(tmp_path_factory.mktemp("audio") / "short.wav")
+    if shutil.which("espeak-ng"):
+        subprocess.run(["espeak-ng", "-w", path, SHORT_SPEECH_TEXT], check=True, capture_output=True)
+    else:
+        from voxtral.audio import write_wav
+        t = np.arange(int(2.0 * 22050)) / 22050
+        write_wav(path, 0.3 * np.sin(2 * np.pi * (220 + 200 * (np.floor(t * 3) % 4)) * t), 22050)
+    return path
+
+
+@pytest.fixture(scope="session")
 def browser(chromium_path, speech_wav):
     """One headless Chromium (fresh profile) whose fake microphone loops `speech_wav`."""
     from playwright.sync_api import sync_playwright
@@ -133,12 +148,13 @@ class App:
 
     def open(self, query: str = "") -> "App":
         self.page.goto(self.server.url + query)
-        self.page.wait_for_selector("body[data-runtime=ready]", timeout=90_000)
+        # the WebGPU backend self-tests its kernels first (SwiftShader compiles slowly)
+        self.page.wait_for_selector("body[data-runtime=ready]", timeout=180_000)
         return self
 
     def load_model(self, expect: str | None = None) -> None:
         self.page.click("#load-btn")
-        self.page.wait_for_selector("body[data-model=loaded]", timeout=90_000)
+        self.page.wait_for_selector("body[data-model=loaded]", timeout=180_000)
         if expect:
             assert self.page.get_attribute("body", "data-load-source") == expect
 
@@ -177,3 +193,34 @@ def cli_transcribe(wav: str, model: str, fmt: str = "json") -> str:
                         "--format", fmt, "--quiet"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def record_fake_microphone(a: App, tmp_path, wait_js: str, timeout: float = 30_000) -> tuple[dict, str, str]:
+    """Record from the fake microphone until `wait_js` holds, stop, and check the streamed result
+    against `voxtral transcribe` (numpy) of exactly the 16 kHz samples the worker received.
+    Returns (result, text streamed while recording, the received WAV's path)."""
+    from voxtral.audio import read_wav
+
+    page = a.page
+    page.click("#record-btn")
+    page.wait_for_selector("body[data-recording=on]")
+    page.wait_for_function(wait_js, timeout=timeout)
+    streamed_during = page.evaluate("window.voxtralApp.state.streamedText")
+    page.click("#stop-btn")
+    result = a.wait_result("mic", timeout=300_000)
+
+    wav = tmp_path / "received.wav"
+    wav.write_bytes(base64.b64decode(page.evaluate("window.voxtralApp.recordingWavBase64()")))
+    samples, rate = read_wav(str(wav))
+    assert rate == 16000
+    assert len(samples) == round(result["timings"]["audio_s"] * 16000)
+    assert float(np.sqrt(np.mean(samples ** 2))) > 0.01  # speech arrived, not silence
+
+    want = json.loads(cli_transcribe(str(wav), a.server.demo_dir, "json"))
+    assert result["tokens"] == want["tokens"]
+    assert result["text"] == want["text"]
+    streamed = page.evaluate("window.voxtralApp.state.streamedText")
+    assert streamed.startswith(streamed_during)  # text arrived while recording and only grew
+    assert streamed.strip() == result["text"]
+    assert page.inner_text("#transcript") == result["text"]
+    return result, streamed_during, str(wav)

@@ -106,7 +106,12 @@ def test_q4_matvec(host, subgroups, m, n, k_dim, record_error):
     gx, out = k.tensor(x), k.empty((m, n))
     k.fill_bits(out, NAN_BITS)
     run(k, lambda s: k.q4_matvec(s, gx, gw, out))
-    err = max_rel(k.read(out), x.astype(np.float64) @ w.T)
+    # Scale by the magnitude of the summed terms, not of the result alone: with one output row
+    # (n = 1) the dot product can cancel to near zero, and f32 rounding of its 32 terms is then
+    # large relative to it (seen: 2.9e-5 of a cancelled result, 1e-7 of the terms).
+    ref = x.astype(np.float64) @ w.T
+    scale = max(np.abs(ref).max(), (np.abs(x).astype(np.float64) @ np.abs(w).T).max() / 8)
+    err = float(np.max(np.abs(k.read(out) - ref)) / scale)
     record_error("q4_matvec", err)
     assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
 

@@ -179,8 +179,9 @@ def test_static_and_api(env):
     assert request(env, "/pyodide/pyodide.js")[0] == 200
     status, _, body = request(env, "/api/info")
     info = json.loads(body)
-    (m,) = info["models"]
+    m, tts = info["models"]  # the real ASR shards, and the TTS demo (no TTS weights there)
     assert m["id"] == "voxtral-q4-shards" and m["kind"] == "asr" and not m["demo"] and not info["demo"]
+    assert tts["id"] == "demo-tts-tiny-shards" and tts["kind"] == "tts" and tts["demo"]
     sizes = [s["size"] for s in m["shards"]]
     assert sum(sizes) == m["total_size"] and len(sizes) >= 3
     for s in m["shards"]:
@@ -229,10 +230,12 @@ def test_manifest_json_reused_else_hashed_once(tmp_path):
 
 def test_demo_model_when_no_real_weights(tmp_path):
     cfg = build_config(str(tmp_path / "models"), str(tmp_path / "data"), log=lambda m: None)
-    (m,) = cfg.models
+    m, tts = cfg.models
     assert m.demo and m.kind == "asr" and m.id == "demo-asr-tiny-shards"
     assert len(m.shards) >= 2  # several shards even for the tiny model
     assert (tmp_path / "models" / "demo-asr-tiny-shards" / "shard-aa").exists()
+    assert tts.demo and tts.kind == "tts" and tts.id == "demo-tts-tiny-shards" and len(tts.shards) >= 2
+    assert (tmp_path / "models" / "demo-tts-tiny-shards" / "manifest.json").exists()
     assert "Hugging Face" in cfg.how_to_get_weights
 
 
@@ -263,7 +266,9 @@ def test_package_zip_holds_only_browser_modules(tmp_path):
     names = zipfile.ZipFile(__import__("io").BytesIO(data)).namelist()
     for must in ("voxtral/__init__.py", "voxtral/browser.py", "voxtral/asr_pipeline.py", "voxtral/transcript.py",
                  "voxtral/audio/wav.py", "voxtral/tokenizer/bpe.py", "voxtral/weights/gguf.py",
-                 "voxtral/models/asr/model.py", "voxtral/backends/numpy_backend.py", "voxtral/data/tts_params.json"):
+                 "voxtral/models/asr/model.py", "voxtral/backends/numpy_backend.py", "voxtral/data/tts_params.json",
+                 "voxtral/backends/webgpu/js_host.py", "voxtral/backends/webgpu/selftest.py",
+                 "voxtral/shaders/q4_matvec.wgsl"):  # the WebGPU backend compiles the zip's shaders
         assert must in names
     for never in ("voxtral/cli.py", "voxtral/serve/app.py", "voxtral/testmodel.py", "voxtral/transcribe_cli.py"):
         assert never not in names
@@ -301,4 +306,5 @@ def test_serve_command_prints_url_and_demo_note(tmp_path):
         p.terminate()
         _, err = p.communicate(timeout=30)
     assert "RANDOM-WEIGHT DEMO MODEL" in err and "Hugging Face" in err
+    assert "RANDOM-WEIGHT TTS DEMO MODEL" in err and "voxtral shard models/voxtral-tts-q4.gguf" in err
     assert os.path.exists(tmp_path / "data" / "tls" / "localhost-cert.pem")

@@ -5,13 +5,15 @@ URL space (GET and HEAD only; anything else 405; anything not listed 404):
   /<file>                web/<file>                      (app.js, worker.js, ...)
   /shaders/<file>        shaders/<file>                  (WGSL kernels for the WebGPU backend)
   /pyodide/<file>        the Pyodide 0.27.7 runtime + numpy wheel (scripts/fetch_web_assets.py)
-  /py/voxtral.zip        the in-browser part of the package, zipped on the fly
+  /py/voxtral.zip        the in-browser part of the package (+ shaders/*.wgsl), zipped on the fly
   /models/<id>/<file>    a model's shards and side files (Range, ETag), only those in the manifest
   /api/info              JSON: models (sizes, sha256, URLs), demo flag, how to get real weights
   /api/stats             JSON: shard requests served (tests check the browser cache with it)
 
 Paths are resolved by hand from the raw URL: `..` (plain or percent-encoded), absolute paths,
-backslashes, NUL bytes and symlinks that leave a root are refused with 403.
+backslashes, NUL bytes and symlinks that leave a root are refused with 403. Request lines and
+header fields are limited to 8 KiB and 64 headers (HANDLER_LIMITS): larger requests get a 4xx and
+their connection is closed.
 """
 from __future__ import annotations
 
@@ -60,6 +62,13 @@ class ServerConfig:
         return os.path.isfile(os.path.join(self.pyodide_dir, "READY.json"))
 
 
+# Request limits (the server only answers GET/HEAD of files; nothing legitimate comes near them).
+# Over-long request lines get 414/400, over-long or too many headers 431/400, a body over
+# client_max_size 413 if a handler ever read one - and the connection is closed, nobody else is affected.
+HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64,
+                  "keepalive_timeout": 75.0, "lingering_time": 2.0}
+LIMITS = {"client_max_size": 64 * 1024, **HANDLER_LIMITS}
+
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                     "Cross-Origin-Resource-Policy": "same-origin"}
 
@@ -74,7 +83,7 @@ def _not_found() -> web.Response:
 
 
 def make_app(cfg: ServerConfig) -> web.Application:
-    pkg_zip = PackageZip()
+    pkg_zip = PackageZip(shaders_dir=cfg.shaders_dir if os.path.isdir(cfg.shaders_dir) else None)
     models = {m.id: m for m in cfg.models}
 
     def info() -> dict:
@@ -145,7 +154,7 @@ def make_app(cfg: ServerConfig) -> web.Application:
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
 
-    app = web.Application()
+    app = web.Application(client_max_size=LIMITS["client_max_size"], handler_args=dict(HANDLER_LIMITS))
     app.on_response_prepare.append(add_headers)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -121,14 +121,19 @@ async def send_file(request: web.Request, path: str, *, cache_control: str = "no
         on_body(request)
     await resp.prepare(request)
     loop = asyncio.get_running_loop()
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = length
-        while left > 0:
-            block = await loop.run_in_executor(None, f.read, min(CHUNK_BYTES, left))
-            if not block:
-                break  # the file shrank while we sent it; the client sees a short body
-            await resp.write(block)
-            left -= len(block)
-    await resp.write_eof()
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            left = length
+            while left > 0:
+                block = await loop.run_in_executor(None, f.read, min(CHUNK_BYTES, left))
+                if not block:
+                    break  # the file shrank while we sent it; the client sees a short body
+                await resp.write(block)
+                left -= len(block)
+        await resp.write_eof()
+    except ConnectionError:
+        # The client went away mid-download (tab closed, network dropped): nothing to report;
+        # the file is closed and the connection's resources are released by aiohttp.
+        pass
     return resp

@@ -4,8 +4,9 @@ Looked for under the models folder (`--models`, default ./models or $VOXTRAL_MOD
   voxtral-q4-shards/       the Q4 ASR GGUF as `split -b` pieces (shard-aa ...), + tekken.json if the
                            GGUF carries no tokenizer (the community file does not)
   voxtral-tts-q4-shards/   the same for TTS
-With neither there, a tiny random-weight ASR model is written as shards to demo-asr-tiny-shards/ and
-offered as a demo (plainly labelled: its transcript is noise).
+With no ASR model there, a tiny random-weight ASR model is written as shards to
+demo-asr-tiny-shards/ and offered as a demo (plainly labelled: its transcript is noise); likewise,
+with no TTS model, a tiny random-weight TTS model goes to demo-tts-tiny-shards/ (its speech is noise).
 
 Each shard's sha256 comes from the folder's manifest.json when that matches the files (names,
 sizes, and not older than them), else it is computed once and cached in the user data dir.
@@ -23,6 +24,12 @@ from voxtral.weights.sources import shard_sources_from_dir
 
 REAL_MODELS = (("voxtral-q4-shards", "asr"), ("voxtral-tts-q4-shards", "tts"))
 DEMO_MODEL = ("demo-asr-tiny-shards", "asr")
+DEMO_TTS_MODEL = ("demo-tts-tiny-shards", "tts")
+HOW_TO_GET_TTS_SHARDS = """\
+To get real speech, fetch mistralai/Voxtral-4B-TTS-2603 and make the browser's Q4 shards of it:
+  voxtral download tts
+  voxtral quantize tts models/Voxtral-4B-TTS-2603 -o models/voxtral-tts-q4.gguf
+  voxtral shard models/voxtral-tts-q4.gguf -o models/voxtral-tts-q4-shards"""
 DEMO_SHARD_BYTES = 256 * 1024  # a few shards even for the tiny model, so the page shows several
 SIDE_FILES = ("tekken.json", "params.json")
 
@@ -126,17 +133,21 @@ def scan_model(d: str, model_id: str, kind: str, demo: bool, cache_dir: str, log
     return ModelEntry(model_id, kind, demo, d, shards, side)
 
 
-def make_demo_model(models_dir: str, log=print) -> str:
+def make_demo_model(models_dir: str, log=print, kind: str = "asr") -> str:
+    """The tiny random-weight demo model of `kind` as shards (written once, then reused)."""
     from voxtral.testmodel import make_test_model
-    d = os.path.join(models_dir, DEMO_MODEL[0])
+    name = DEMO_MODEL[0] if kind == "asr" else DEMO_TTS_MODEL[0]
+    d = os.path.join(models_dir, name)
     if not os.path.exists(os.path.join(d, "manifest.json")):
-        log(f"voxtral serve: writing the random-weight demo model to {d} ...")
-        make_test_model("asr", d, seed=0, fmt="shards", preset="tiny", shard_bytes=DEMO_SHARD_BYTES)
+        what = "speech-to-text" if kind == "asr" else "text-to-speech"
+        log(f"voxtral serve: writing the random-weight {what} demo model to {d} ...")
+        make_test_model(kind, d, seed=0, fmt="shards", preset="tiny", shard_bytes=DEMO_SHARD_BYTES)
     return d
 
 
 def discover_models(models_dir: str, cache_dir: str, log=None, allow_demo: bool = True) -> list[ModelEntry]:
-    """Real shard folders found under models_dir; with no ASR among them, the demo model too."""
+    """Real shard folders found under models_dir; with no ASR (TTS) model among them, the ASR
+    (TTS) demo model too."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     found = []
     for name, kind in REAL_MODELS:
@@ -149,4 +160,7 @@ def discover_models(models_dir: str, cache_dir: str, log=None, allow_demo: bool 
     if allow_demo and not any(m.kind == "asr" for m in found):
         d = make_demo_model(models_dir, log)
         found.append(scan_model(d, DEMO_MODEL[0], DEMO_MODEL[1], True, cache_dir, log))
+    if allow_demo and not any(m.kind == "tts" for m in found):
+        d = make_demo_model(models_dir, log, "tts")
+        found.append(scan_model(d, DEMO_TTS_MODEL[0], DEMO_TTS_MODEL[1], True, cache_dir, log))
     return found

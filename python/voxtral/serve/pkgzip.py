@@ -1,7 +1,9 @@
 """The in-browser part of the `voxtral` package as a zip for Pyodide, built on the fly from the source.
 
 Only what runs in the worker goes in (numpy + standard library code); the CLI, the server, the
-test-model writer and native-only helpers stay out. Rebuilt when any included file changes.
+test-model writer and native-only helpers stay out. The WGSL kernels of the checkout's shaders/
+go in as voxtral/shaders/*.wgsl, where `find_shaders_dir` looks inside the package, so the WebGPU
+backend compiles exactly the shaders of the same build. Rebuilt when any included file changes.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import voxtral
 # Subpackages and modules of `voxtral` that the browser worker imports.
 BROWSER_PACKAGES = ("audio", "tokenizer", "weights", "models", "backends", "data")
 BROWSER_MODULES = ("__init__.py", "config.py", "layout.py", "presets.py", "transcript.py",
-                   "asr_pipeline.py", "errors.py", "browser.py")
+                   "asr_pipeline.py", "errors.py", "browser.py",
+                   "tts_pipeline.py", "browser_tts.py")  # the text-to-speech tab
 SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -23,10 +26,22 @@ def package_dir() -> str:
     return os.path.dirname(os.path.abspath(voxtral.__file__))
 
 
-def browser_files(pkg: str | None = None) -> list[tuple[str, str]]:
+def default_shaders_dir() -> str | None:
+    try:
+        from voxtral.backends.webgpu.kernels import find_shaders_dir
+        return str(find_shaders_dir())
+    except (FileNotFoundError, ImportError):
+        return None
+
+
+def browser_files(pkg: str | None = None, shaders_dir: str | None = None) -> list[tuple[str, str]]:
     """(path on disk, name in the zip) for every file the browser needs, sorted."""
     pkg = pkg or package_dir()
     out = []
+    if shaders_dir and os.path.isdir(shaders_dir):
+        for f in sorted(os.listdir(shaders_dir)):
+            if f.endswith(".wgsl"):
+                out.append((os.path.join(shaders_dir, f), "voxtral/shaders/" + f))
     for mod in BROWSER_MODULES:
         p = os.path.join(pkg, mod)
         if os.path.isfile(p):
@@ -46,8 +61,9 @@ def browser_files(pkg: str | None = None) -> list[tuple[str, str]]:
 class PackageZip:
     """Cached zip bytes + an ETag, rebuilt when a file's size or mtime changes."""
 
-    def __init__(self, pkg: str | None = None):
+    def __init__(self, pkg: str | None = None, shaders_dir: str | None = None):
         self.pkg = pkg or package_dir()
+        self.shaders_dir = shaders_dir or default_shaders_dir()
         self._stamp = None
         self.data = b""
         self.etag = ""
@@ -60,7 +76,7 @@ class PackageZip:
         return h.hexdigest()
 
     def get(self) -> tuple[bytes, str]:
-        files = browser_files(self.pkg)
+        files = browser_files(self.pkg, self.shaders_dir)
         stamp = self._current_stamp(files)
         if stamp != self._stamp:
             buf = io.BytesIO()

@@ -93,13 +93,16 @@ class JsBindGroup(_Handle):
 
 
 class JsHost(GPUHost):
-    """GPUHost over a `VoxtralGPU` JS object (web/gpu-host.js) whose device is already created."""
+    """GPUHost over a `VoxtralGPU` JS object (web/gpu-host.js) whose device is already created.
+    run_sync blocks on what the helper's async methods return (default: Pyodide's; the native
+    tests pass their own with a Python stand-in for the helper)."""
 
     needs_subgroups_directive = True  # browsers require `enable subgroups;`
 
-    def __init__(self, gpu):
+    def __init__(self, gpu, run_sync=None):
         super().__init__()
         self.gpu = gpu
+        self._wait_for = run_sync or _run_sync
         desc = json.loads(str(gpu.describe()))
         self.adapter_info = desc
         self.adapter_name = desc.get("name") or "WebGPU adapter"
@@ -127,7 +130,7 @@ class JsHost(GPUHost):
         stop = min(buffer.size, (offset + size + 3) // 4 * 4)
         if stop <= start:
             return b""
-        data = bytes(_run_sync(self.gpu.readBuffer(buffer.id, start, stop - start)).to_bytes())
+        data = bytes(self._wait_for(self.gpu.readBuffer(buffer.id, start, stop - start)).to_bytes())
         return data[offset - start: offset - start + size]
 
     def destroy_buffer(self, buffer):
@@ -139,7 +142,7 @@ class JsHost(GPUHost):
     # ------------------------------------------------------------------------ pipelines
     def _compile_pipeline(self, wgsl_source, entry_point):
         # createComputePipelineAsync: a WGSL error rejects the promise -> a Python exception here
-        return JsPipeline(self.gpu, _run_sync(self.gpu.createPipeline(wgsl_source, entry_point)))
+        return JsPipeline(self.gpu, self._wait_for(self.gpu.createPipeline(wgsl_source, entry_point)))
 
     def _create_bind_group(self, pipeline, entries):
         words = np.array([(b, buf.id, off, size) for b, buf, off, size in entries], dtype=np.uint32)
@@ -160,7 +163,7 @@ class JsHost(GPUHost):
         self._run(_address(words), n_d, n_c)
 
     def map_read(self, buffer, size: int) -> ReadHandle:
-        return _JsRead(self.gpu.mapRead(buffer.id, int(size)))
+        return _JsRead(self.gpu.mapRead(buffer.id, int(size)), self._wait_for)
 
     def wait(self) -> None:
         """Block until the submitted work is done (a tiny readback)."""
@@ -178,11 +181,11 @@ class _JsRead(ReadHandle):
     """mapAsync started at once; result() blocks (JSPI) on that mapping only, so the GPU keeps
     working on what was submitted after the copy (the one-step-behind token readback)."""
 
-    def __init__(self, promise):
-        self.promise = promise
+    def __init__(self, promise, wait_for):
+        self.promise, self._wait_for = promise, wait_for
         self._data = None
 
     def result(self) -> bytes:
         if self._data is None:
-            self._data = bytes(_run_sync(self.promise).to_bytes())
+            self._data = bytes(self._wait_for(self.promise).to_bytes())
         return self._data
