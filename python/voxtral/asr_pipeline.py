@@ -20,34 +20,6 @@ from voxtral.transcript import Transcript, group_words
 FEED_SECONDS = 1.0  # audio handed to the chunker per piece when transcribing a whole file
 
 
-BACKENDS = ("auto", "webgpu", "numpy", "numpy64")
-
-
-def make_ops(backend: str = "auto"):
-    """(ops, backend name, note). `auto` takes WebGPU when an adapter exists, else numpy and a
-    note saying why."""
-    if backend not in BACKENDS:
-        raise VoxtralError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if backend in ("auto", "webgpu"):
-        try:
-            from voxtral.backends.webgpu.ops import WebGPUOps
-            ops = WebGPUOps()
-        except Exception as e:  # no wgpu package, no adapter, device creation failed
-            if backend == "webgpu":
-                raise VoxtralError(f"the WebGPU backend is not available here: {e}") from None
-            note = f"no WebGPU adapter ({type(e).__name__}: {str(e)[:120]}); using the numpy backend"
-            from voxtral.backends import NumpyOps
-            return NumpyOps(), "numpy", note
-        if backend == "auto" and getattr(ops.host, "is_software", False):
-            # A CPU-emulated adapter (lavapipe) is slower than numpy: auto takes numpy.
-            from voxtral.backends import NumpyOps
-            return NumpyOps(), "numpy", (f"only a software WebGPU adapter ({ops.host.adapter_name}); "
-                                         "using the numpy backend (--backend webgpu forces it)")
-        return ops, "webgpu", None
-    from voxtral.backends import NumpyOps
-    return NumpyOps(np.float64 if backend == "numpy64" else np.float32), backend, None
-
-
 class ASRPipeline:
     """`ops`, when given, is used as is (e.g. WebGPU ops over the browser's self-tested kernels);
     `backend` then only names it."""

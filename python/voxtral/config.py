@@ -5,8 +5,25 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
+
+from .errors import ModelFormatError
+
+
+def _params_errors(fn):
+    """A params.json / tekken.json value of the wrong type or out of range is the model file's
+    fault: say so (ModelFormatError) instead of failing with a TypeError deep in the model."""
+    @functools.wraps(fn)
+    def wrapper(cls, *args, **kwargs):
+        try:
+            return fn(cls, *args, **kwargs)
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as e:
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e)[:160]
+            raise ModelFormatError(f"the model's params.json / tekken.json values are not usable "
+                                   f"({cls.__name__}: {what})") from None
+    return wrapper
 
 # Published values (ASR spec section 2.2); used when a tekken.json has no `audio` block.
 DEFAULT_ASR_AUDIO = {
@@ -39,6 +56,18 @@ class TransformerConfig:
     use_biases: bool = False
     use_rope: bool = True  # False: no positional encoding at all (the TTS flow-matching head)
 
+    def __post_init__(self):
+        for k in ("dim", "head_dim", "hidden_dim", "n_heads", "n_kv_heads"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} = {getattr(self, k)} must be positive")
+        if self.n_layers < 0 or self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_layers {self.n_layers} / n_heads {self.n_heads} / n_kv_heads "
+                             f"{self.n_kv_heads} are inconsistent")
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise ValueError(f"sliding_window = {self.sliding_window} must be positive")
+        if not (self.rope_theta > 0 and 0 <= self.norm_eps < 1):
+            raise ValueError(f"rope_theta {self.rope_theta} / norm_eps {self.norm_eps} out of range")
+
     @classmethod
     def from_params(cls, p: dict) -> "TransformerConfig":
         return cls(
@@ -67,6 +96,12 @@ class AudioStreamingConfig:
     global_log_mel_max: float = 1.5
     transcription_delay_ms: float = 480.0
     n_left_pad_tokens: int = 32
+
+    def __post_init__(self):
+        if not (self.sampling_rate > 0 and self.frame_rate > 0 and self.num_mel_bins > 0
+                and self.hop_length > 0 and self.window_size > 0 and self.transcription_delay_ms >= 0
+                and self.n_left_pad_tokens >= 0 and self.sampling_rate // self.frame_rate > 0):
+            raise ValueError(f"audio constants out of range: {self}")
 
     @property
     def raw_audio_length_per_tok(self) -> int:  # 1280 samples = 80 ms
@@ -105,6 +140,7 @@ class ASRConfig:
     tied_embeddings: bool = True
 
     @classmethod
+    @_params_errors
     def from_params(cls, params: dict, tekken_audio: dict | None = None) -> "ASRConfig":
         mm = params["multimodal"]["whisper_model_args"]
         enc = mm["encoder_args"]
@@ -260,6 +296,7 @@ class TTSConfig:
         return self.codec.samples_per_frame
 
     @classmethod
+    @_params_errors
     def from_params(cls, params: dict, tekken_audio: dict | None = None) -> "TTSConfig":
         mm = params["multimodal"]
         am = mm["audio_model_args"]

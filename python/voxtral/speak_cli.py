@@ -100,12 +100,13 @@ class WavStreamWriter:
 
 
 def _open_out(path: str):
+    """A context manager giving the binary file to write: stdout for '-', else a temporary file
+    renamed to `path` once complete (an error or Ctrl-C leaves no partial WAV behind)."""
+    import contextlib
+    from voxtral.outfiles import atomic_output
     if path == "-":
-        return sys.stdout.buffer, False
-    try:
-        return open(path, "wb"), True
-    except OSError as e:
-        raise VoxtralError(f"cannot write {path}: {e.strerror or e}") from None
+        return contextlib.nullcontext(sys.stdout.buffer)
+    return atomic_output(path, "wb", what="output WAV")
 
 
 # ------------------------------------------------------------------------------------ command
@@ -152,48 +153,44 @@ def _cmd_speak(args) -> int:
         raise VoxtralError(f"--euler-steps must be at least 1 (got {args.euler_steps})")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise VoxtralError(f"--max-seconds must be positive (got {args.max_seconds})")
+    if args.out != "-":
+        from voxtral.outfiles import check_output_path
+        check_output_path(args.out, "output WAV")  # before the model is loaded, not after
     path, _ = resolve_model(args.model, args.quiet)
     mf = open_model(path)
     _check_voice(mf, args.voice)
 
     from voxtral.tts_pipeline import TTSPipeline
-    backend = "numpy" if args.backend == "auto" else args.backend  # the WebGPU backend lands later
-    pipe = TTSPipeline(mf, backend=backend)
+    pipe = TTSPipeline(mf, backend=args.backend)
+    if pipe.backend_note and not args.quiet:
+        print(f"voxtral: {pipe.backend_note}", file=sys.stderr)
     t0 = time.perf_counter()
     if args.stream:
-        f, close_f = _open_out(args.out)
-        writer = WavStreamWriter(f, pipe.config.sampling_rate)
-        done = [0.0]
+        with _open_out(args.out) as f:
+            writer = WavStreamWriter(f, pipe.config.sampling_rate)
+            done = [0.0]
 
-        def on_audio(chunk):
-            writer.write(chunk)
-            done[0] += len(chunk) / pipe.config.sampling_rate
-            if not args.quiet:
-                print(f"voxtral: {done[0]:.2f} s of audio after {time.perf_counter() - t0:.2f} s",
-                      file=sys.stderr)
+            def on_audio(chunk):
+                writer.write(chunk)
+                done[0] += len(chunk) / pipe.config.sampling_rate
+                if not args.quiet:
+                    print(f"voxtral: {done[0]:.2f} s of audio after {time.perf_counter() - t0:.2f} s",
+                          file=sys.stderr)
 
-        try:
             speech = pipe.synthesize(text, args.voice, args.euler_steps, args.cfg_scale, args.seed,
                                      on_audio=on_audio, max_seconds=args.max_seconds)
-        finally:
             writer.close()
-            if close_f:
-                f.close()
     else:
         speech = pipe.synthesize(text, args.voice, args.euler_steps, args.cfg_scale, args.seed,
                                  max_seconds=args.max_seconds)
         from voxtral.audio.wav import write_wav
-        f, close_f = _open_out(args.out)
-        try:
+        with _open_out(args.out) as f:
             write_wav(f, speech.audio, speech.sample_rate)
-        finally:
-            if close_f:
-                f.close()
     if not args.quiet:
         t = speech.timings
         where = "stdout" if args.out == "-" else args.out
         print(f"voxtral: wrote {where}: {speech.seconds:.2f} s of {speech.sample_rate // 1000} kHz audio "
-              f"({t['frames']} frames) in {t['total_s']:.2f} s", file=sys.stderr)
+              f"({t['frames']} frames) in {t['total_s']:.2f} s on {pipe.backend}", file=sys.stderr)
     if len(speech.frames) == 0:
         print("voxtral: warning: the model ended the utterance before the first frame (no audio); "
               "try another --seed or voice", file=sys.stderr)
@@ -219,10 +216,12 @@ def register(sub) -> None:
                    help="classifier-free guidance alpha (default 1.2, the reference)")
     s.add_argument("--seed", type=int, default=0, help="seed of the flow-matching noise (default 0)")
     s.add_argument("-o", "--out", default="speech.wav", help="output WAV file, '-' for stdout (default speech.wav)")
-    s.add_argument("--backend", choices=["auto", "numpy", "numpy64"], default="auto",
-                   help="compute backend (auto: WebGPU when available, else numpy)")
+    s.add_argument("--backend", choices=["auto", "webgpu", "numpy", "numpy64"], default="auto",
+                   help="compute backend (auto: WebGPU on a hardware adapter, else numpy; numpy64: "
+                        "the float64 reference)")
     s.add_argument("--stream", action="store_true",
-                   help="write the audio to --out as it is decoded (first chunk after 5 frames = 0.4 s)")
+                   help="write the audio to --out as it is decoded (first chunk after 5 frames = 0.4 s); "
+                        "with --out - it plays live through a pipe, a file appears complete at the end")
     s.add_argument("--max-seconds", type=float, default=None,
                    help="stop after this much audio (default: the model's END_AUDIO, at most 2048 frames "
                         "= 163.8 s per prompt)")

@@ -134,7 +134,7 @@ def register(sub) -> None:
     t.add_argument("--model", help="model directory, .gguf or shard directory (default: look under "
                                    "./models, else a generated random-weight demo model)")
     t.add_argument("--backend", choices=["auto", "webgpu", "numpy", "numpy64"], default="auto",
-                   help="compute backend (auto: WebGPU when an adapter exists, else numpy; numpy64: "
+                   help="compute backend (auto: WebGPU on a hardware adapter, else numpy; numpy64: "
                         "the float64 reference)")
     t.add_argument("--delay-ms", type=float, default=None,
                    help="transcription delay in ms, a multiple of 80 (default: the model's, 480)")

@@ -15,22 +15,34 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voxtral.config import TTSConfig
+from voxtral.backends.select import BACKENDS  # noqa: F401
+from voxtral.backends.select import make_ops as select_ops
 from voxtral.errors import VoxtralError
 from voxtral.models.tts.codec import StreamingCodec
-from voxtral.models.tts.generate import generate_frames
+from voxtral.models.tts.generate import MAX_CONTEXT, generate_frames
 from voxtral.models.tts.model import TTSModel
 from voxtral.models.tts.prompt import build_tts_prompt, prompt_embeddings, voice_row_counts
 from voxtral.models.tts.text import check_text, normalize_text, prompt_texts
 from voxtral.models.tts.voices import VoiceInfo, is_voice_path, load_voice, voice_language
 
 
-def make_ops(backend: str):
-    from voxtral.backends import NumpyOps
-    if backend == "numpy":
-        return NumpyOps()
-    if backend == "numpy64":
-        return NumpyOps(dtype=np.float64)
-    raise VoxtralError(f"unknown backend {backend!r} (expected numpy or numpy64)")
+FM_MATVEC_ROWS = 8  # Q4 linears of up to this many rows use matvecs on the GPU (the FM batch is 6)
+
+
+def make_ops(backend: str = "auto"):
+    """(ops, backend name, note) as for ASR (`voxtral.backends.select`), with the TTS settings."""
+    ops, name, note = select_ops(backend)
+    return prepare_ops(ops), name, note
+
+
+def prepare_ops(ops):
+    """TTS settings of a GPU backend: the backbone cache needs at most the reference context (4096
+    positions, prompt + frames), not the ASR decoder's longer default ring; and the flow-matching
+    head's 6-row Q4 matmuls (3 tokens x cond/uncond) run as row-chunked matvecs."""
+    if getattr(ops, "name", "") == "webgpu":
+        ops.unbounded_cache_rows = MAX_CONTEXT
+        ops.matvec_split_rows = FM_MATVEC_ROWS
+    return ops
 
 
 @dataclass
@@ -48,7 +60,9 @@ class Speech:
 
 
 class TTSPipeline:
-    def __init__(self, model_files, backend: str = "numpy", weights=None):
+    def __init__(self, model_files, backend: str = "numpy", weights=None, ops=None):
+        """backend: auto | webgpu | numpy | numpy64; or pass a ready `ops` object (e.g. a
+        WebGPUOps sharing one device), whose `name` then names the backend."""
         if model_files.kind != "tts":
             raise VoxtralError(f"{model_files.path} is a speech-to-text (ASR) model, not a TTS model "
                                "(expected mistralai/Voxtral-4B-TTS-2603 or a conversion of it)")
@@ -56,8 +70,10 @@ class TTSPipeline:
         self.files = model_files
         self.tokenizer = model_files.tokenizer()
         self.config = TTSConfig.from_params(model_files.params, self.tokenizer.audio_config)
-        self.backend = backend
-        self.ops = make_ops(backend)
+        if ops is not None:
+            self.ops, self.backend, self.backend_note = prepare_ops(ops), getattr(ops, "name", backend), None
+        else:
+            self.ops, self.backend, self.backend_note = make_ops(backend)
         self.model = TTSModel(self.config, weights if weights is not None else model_files.weights(), self.ops)
         self.load_s = time.perf_counter() - t0
 

@@ -244,10 +244,13 @@ class NumpyOps:
             near = k_pos <= qp.max()
             if window is not None:
                 near &= k_pos > qp.min() - window
-            if near.all():  # a full ring during streaming: no gather (it copied the whole cache)
-                kb, vb, pb = k, v, k_pos
+            idx = np.flatnonzero(near)
+            if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+                # one run of rows (a streaming ring before and after it wraps, a window of a long
+                # offline sequence): slice views, not a gather that copies the whole cache per step
+                a, b = int(idx[0]), int(idx[-1]) + 1
+                kb, vb, pb = k[a:b], v[a:b], k_pos[a:b]
             else:
-                idx = np.nonzero(near)[0]
                 kb, vb, pb = k[idx], v[idx], k_pos[idx]
             out[s:e] = self._attention_block(q[s:e], kb, vb, qp, pb,
                                              n_heads, n_kv_heads, head_dim, window, alibi_slopes)

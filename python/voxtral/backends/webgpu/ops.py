@@ -28,7 +28,7 @@ import numpy as np
 
 from ...config import TransformerConfig
 from .host import Copy
-from .kernels import GPUTensor, GPUWeight, Kernels
+from .kernels import MAX_M_MATVEC, GPUTensor, GPUWeight, Kernels
 
 # Rows a regular streaming step adds to an attention cache at most (the encoder gets up to
 # 32 tokens x 4 frames per chunk, the prompt 39 x 4): the GPU rings hold window + this - 1 rows so a
@@ -296,7 +296,7 @@ class WebGPUOps:
         out = self._alloc((x.shape[0], gw.rows))
         if residual is not None and not residual.contiguous:
             residual = self._contiguous(residual)
-        self.k.linear(self.seq, x, gw, out, None if b is None else self._param(b), residual)
+        self._linear_rows(x, gw, out, None if b is None else self._param(b), residual)
         return out
 
     def linear_split(self, x, ws, bs=None):
@@ -313,7 +313,7 @@ class WebGPUOps:
             self._weights[key] = hit
         _, gw, gb = hit
         out = self._alloc((x.shape[0], gw.rows))
-        self.k.linear(self.seq, x, gw, out, gb)
+        self._linear_rows(x, gw, out, gb)
         views, c = [], 0
         for w in ws:
             n = w.shape[0]
@@ -471,6 +471,24 @@ class WebGPUOps:
     # The TTS model's ops beyond the ASR ones: cache-free attention masked by explicit positions
     # (codec ALiBi + W+1 window; flow-matching groups), convs of any kernel size with their left
     # padding made in the shader, the transposed conv, and row sums (frame embeddings).
+
+    # Q4 matmuls of a few rows more than q4_matvec takes (the flow-matching head's 6 rows: 3 tokens
+    # x cond/uncond) run as matvecs on row chunks when `matvec_split_rows` >= M (set by the TTS
+    # pipeline; None keeps the plain rule): the tiled q4_matmul wastes 58 of its 64 rows there.
+    matvec_split_rows: int | None = None
+
+    def _linear_rows(self, x, gw, out, bias=None, residual=None):
+        m = x.shape[0]
+        if (gw.dtype != "q4_0" or self.matvec_split_rows is None or m <= MAX_M_MATVEC
+                or m > self.matvec_split_rows):
+            self.k.linear(self.seq, x, gw, out, bias, residual)
+            return
+        for s in range(0, m, MAX_M_MATVEC):
+            e = min(m, s + MAX_M_MATVEC)
+            r = None
+            if residual is not None:
+                r = out.view_rows(s, e) if residual is out else residual.view_rows(s, e)
+            self.k.linear(self.seq, self.rows(x, s, e), gw, out.view_rows(s, e), bias, r)
 
     def _attention_local(self, q, k, v, q_pos, k_pos, n_heads, n_kv_heads, head_dim, window,
                          alibi_slopes):

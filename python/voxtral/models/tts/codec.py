@@ -108,6 +108,19 @@ def pad_left(ops, x, n: int, mode: str):
     return ops.concat_rows(head + [x])
 
 
+def causal_conv1d(ops, x, w, mode: str):
+    """Causal Conv1d (stride 1, no bias) with K-1 left rows padded by `mode`. A backend with a
+    `conv1d_padded` op (WebGPU: the padding is made inside the kernel) uses it; otherwise the
+    rows are padded explicitly and the plain conv runs. Both compute the same thing."""
+    pad = w.shape[2] - 1
+    padded = getattr(ops, "conv1d_padded", None)
+    if padded is not None:
+        if mode == "reflect" and x.shape[0] <= pad:  # same error as pad_left
+            raise ValueError(f"reflect padding of {pad} needs more than {pad} rows, got {x.shape[0]}")
+        return padded(x, w, pad, mode)
+    return ops.conv1d(pad_left(ops, x, pad, mode), w, None, 1, 0)
+
+
 class CodecDecoder:
     def __init__(self, cfg: CodecConfig, weights: Mapping[str, Any], dtype=np.float32):
         self.cfg = cfg
@@ -143,14 +156,14 @@ class CodecDecoder:
         if codes.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
         x = ops.asarray(self.latent(codes))  # [T, 292]
-        x = ops.conv1d(pad_left(ops, x, self.convs[0].shape[2] - 1, "replicate"), self.convs[0], None, 1, 0)
+        x = causal_conv1d(ops, x, self.convs[0], "replicate")
         for s, layers in enumerate(self.stages):
             if s > 0:
                 x = self._upsample(ops, x, self.convs[s], self.cfg.strides[s])
             positions = np.arange(x.shape[0], dtype=np.int64)
             for layer in layers:
                 x = layer(ops, x, positions, self.slopes)
-        x = ops.conv1d(pad_left(ops, x, self.output_proj.shape[2] - 1, "reflect"), self.output_proj, None, 1, 0)
+        x = causal_conv1d(ops, x, self.output_proj, "reflect")
         # [8T, 240] time-major: row t holds samples t·240 … t·240+239, so a row-major flatten unpatches.
         return np.asarray(ops.to_host(x), dtype=np.float32).reshape(-1)
 
