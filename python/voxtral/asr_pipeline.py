@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from voxtral.audio import StreamingChunker
+from voxtral.backends.select import BACKENDS, make_ops  # noqa: F401  (re-exported for callers)
 from voxtral.config import ASRConfig
 from voxtral.errors import AudioFormatError, VoxtralError
 from voxtral.models.asr.model import ASRModel

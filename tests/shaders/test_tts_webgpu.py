@@ -116,11 +116,18 @@ def test_two_submits_per_frame(ops, pipes):
     assert ops.submits - before == 2 * len(gen.frames)
 
 
-def test_auto_picks_webgpu(host):
-    ops, name, note = make_ops("auto")
+def test_backend_choice_and_tts_settings(host):
+    """`webgpu` gets the TTS settings; `auto` takes WebGPU on a hardware adapter and numpy (with
+    a note) on a CPU-emulated one such as lavapipe."""
+    ops, name, note = make_ops("webgpu")
     assert name == "webgpu" and note is None and ops.name == "webgpu"
     assert ops.unbounded_cache_rows == 4096  # the TTS context bounds the backbone's GPU ring
     assert ops.matvec_split_rows == 8
+    ops, name, note = make_ops("auto")
+    if getattr(host, "is_software", False):
+        assert name == "numpy" and "software" in note
+    else:
+        assert name == "webgpu" and note is None
 
 
 @pytest.mark.parametrize("m", [5, 6, 8])
