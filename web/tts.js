@@ -212,7 +212,7 @@
     $('tts-fig-audio').textContent = `${f.audio_s.toFixed(2)} s`;
     $('tts-fig-frames').textContent = String(f.frames);
     if (f.speed != null) {
-      $('tts-fig-rtf').textContent = `${f.speed.toFixed(2)} (${f.speed >= 1 ? 'faster' : 'slower'} than real time)`;
+      $('tts-fig-rtf').textContent = `${(1 / f.speed).toFixed(2)} (${f.speed >= 1 ? 'faster' : 'slower'} than real time)`;
     }
   }
 

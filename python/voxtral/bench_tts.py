@@ -5,8 +5,8 @@ shares the folder and the builder), loads it on the chosen backend, warms it up 
 pipelines compiled), then speaks a fixed text for exactly N frames and reports:
 
   load time (open + build + warm-up), prompt prefill, per frame: backbone step (+ semantic head),
-  flow-matching head (all Euler steps, CFG batched), streaming codec; frames/s, RTF as audio seconds
-  per wall second (> 1: faster than real time), peak host memory, the GPU adapter and its buffers.
+  flow-matching head (all Euler steps, CFG batched), streaming codec; frames/s, RTF (wall seconds
+  per audio second, < 1: faster than real time), peak host memory, the GPU adapter and its buffers.
 
 The loop is `generate_frames`' own (prompt -> backbone -> semantic code -> flow matching -> frame
 embedding -> backbone ...) with a synchronising readback closing each part, so each part's time is
@@ -142,7 +142,9 @@ def run_tts_bench(preset: str = "tiny", frames: int = 50, backend: str = "auto",
         "frames_per_s": round(frames / gen_s, 2) if gen_s else None,
         "first_audio_s": None if first_audio_s is None else round(first_audio_s, 3),
         "total_s": round(total_s, 3),
-        "rtf": round(audio_s / total_s, 4) if total_s else None,  # audio seconds per wall second
+        # RTF as everywhere in this project (and the ASR bench): wall seconds per audio second,
+        # < 1 is faster than real time
+        "rtf": round(total_s / audio_s, 4) if audio_s else None,
         "peak_host_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gpu": gpu,
     }
@@ -161,8 +163,8 @@ def _print_report(r: dict) -> None:
         f"    flow-matching head            {r['fm_ms_per_frame']:.2f} ms",
         f"    codec (streaming)             {r['codec_ms_per_frame']:.2f} ms",
         f"  frames/s (generation)           {r['frames_per_s']:.2f}  (real time needs 12.5)",
-        f"  audio {r['audio_s']:.2f} s in {r['total_s']:.2f} s: RTF {r['rtf']:.3f} audio s per wall s "
-        f"({'faster' if r['rtf'] >= 1 else 'slower'} than real time); first audio after {r['first_audio_s']} s",
+        f"  audio {r['audio_s']:.2f} s in {r['total_s']:.2f} s: RTF {r['rtf']:.3f} wall s per audio s "
+        f"({'faster' if r['rtf'] < 1 else 'slower'} than real time); first audio after {r['first_audio_s']} s",
         f"  peak host memory                {r['peak_host_mb']:.0f} MB",
     ]
     if r["gpu"]:
@@ -191,7 +193,7 @@ def add_tts_bench(bench_subparsers) -> None:
         "tts", help="text-to-speech: load, backbone / flow-matching / codec ms per frame, frames/s, RTF",
         description="Speak a fixed text for N frames with a random Q4 model (built once under "
                     "models/bench/) and report load time, prefill, backbone, flow-matching and codec "
-                    "ms per frame, frames/s, RTF (audio seconds per wall second), peak host memory "
+                    "ms per frame, frames/s, RTF (wall seconds per audio second), peak host memory "
                     "and the GPU adapter.")
     t.add_argument("--preset", choices=["tiny", "full"], default="tiny")
     t.add_argument("--frames", type=int, default=50, help="frames to generate (12.5 per second of audio; default 50)")
