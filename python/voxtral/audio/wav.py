@@ -7,7 +7,8 @@ The stdlib `wave` module reads integer PCM only, so the RIFF container is parsed
 The "fmt " chunk gives format tag, channels, rate, block align and bits per sample (plus, for
 WAVE_FORMAT_EXTENSIBLE, a sub-format GUID whose first two bytes are the real format tag); the
 "data" chunk holds interleaved frames. Unknown chunks (LIST, fact, cue, ...) are skipped. RF64
-files (the >4 GiB variant, sizes in a "ds64" chunk) are read too.
+files (the >4 GiB variant, sizes in a "ds64" chunk) are read too. Files are read block by block
+(`WavReader`), never whole, so hour-long recordings cost only their decoded result.
 
 Samples come back as float32 [n_samples, n_channels] in [-1, 1] with libsndfile's scaling
 (the one `soundfile.read` uses): unsigned 8-bit (v-128)/128, signed k-bit v/2^(k-1), floats as
@@ -21,7 +22,7 @@ import struct
 import numpy as np
 
 from ..errors import AudioFormatError
-from .resample import resample
+from .resample import StreamingResampler, output_length
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
@@ -90,29 +91,97 @@ def _describe_non_wav(head: bytes) -> str:
     return f"unknown data (first bytes {head[:12].hex(' ')})"
 
 
-def _read_source(path_or_bytes) -> tuple[bytes | memoryview, str]:
-    """The file's bytes and a name for error messages."""
+class _Bytes:
+    """Random access to a WAV held in memory."""
+
+    def __init__(self, buf, name: str):
+        self.buf = memoryview(buf).cast("B")
+        self.size = len(self.buf)
+        self.name = name
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to n bytes at offset (fewer at the end of the data)."""
+        return bytes(self.buf[offset:offset + n])
+
+    def array(self, offset: int, n: int) -> np.ndarray:
+        return np.frombuffer(self.buf, dtype=np.uint8, count=n, offset=offset)
+
+    def close(self) -> None:
+        pass
+
+
+class _File:
+    """Random access to a WAV file on disk (or a seekable binary file object): nothing is read
+    before it is needed, so an hour-long file is never held whole."""
+
+    def __init__(self, f, name: str, owned: bool):
+        self.f, self.name, self.owned = f, name, owned
+        self.base = f.tell()
+        self.size = f.seek(0, os.SEEK_END) - self.base
+
+    def read(self, offset: int, n: int) -> bytes:
+        self.f.seek(self.base + offset)
+        return self.f.read(max(0, min(n, self.size - offset)))
+
+    def array(self, offset: int, n: int) -> np.ndarray:
+        out = np.empty(n, dtype=np.uint8)
+        self.f.seek(self.base + offset)
+        got = self.f.readinto(memoryview(out))
+        if got != n:  # the file shrank under us
+            raise AudioFormatError(f"{self.name}: the file changed while it was read")
+        return out
+
+    def close(self) -> None:
+        if self.owned:
+            self.f.close()
+
+
+def _open_source(path_or_bytes):
+    """A _Bytes or _File over the input, plus its name for error messages."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        return memoryview(path_or_bytes).cast("B"), "<bytes>"
+        return _Bytes(path_or_bytes, "<bytes>")
     if hasattr(path_or_bytes, "read"):
+        name = str(getattr(path_or_bytes, "name", "<file object>"))
+        seekable = False
+        try:
+            seekable = path_or_bytes.seekable()
+        except (AttributeError, OSError, ValueError):
+            pass
+        if seekable and hasattr(path_or_bytes, "readinto"):
+            probe = path_or_bytes.read(0)
+            if not isinstance(probe, (bytes, bytearray)):
+                raise AudioFormatError("audio file object must be opened in binary mode")
+            return _File(path_or_bytes, name, owned=False)
         data = path_or_bytes.read()
         if not isinstance(data, (bytes, bytearray)):
             raise AudioFormatError("audio file object must be opened in binary mode")
-        return data, getattr(path_or_bytes, "name", "<file object>")
+        return _Bytes(data, name)
     path = os.fspath(path_or_bytes)
     try:
-        with open(path, "rb") as f:
-            return f.read(), str(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory")
+        return _File(open(path, "rb"), str(path), owned=True)
     except OSError as e:
         raise AudioFormatError(f"cannot read audio file {path}: {e.strerror or e}") from e
 
 
-def _iter_chunks(data, start: int, end: int):
-    """Yield (chunk_id, body_offset, declared_size) for the RIFF chunks in data[start:end]."""
+MAX_CHUNKS = 4096  # RIFF chunks looked at before giving up (real files have a handful)
+MIN_RATE, MAX_RATE = 1000, 1_000_000  # sample rates accepted (Hz)
+BLOCK_FRAMES = 1 << 16  # frames decoded per block when reading
+
+
+def _iter_chunks(src, start: int, end: int):
+    """Yield (chunk_id, body_offset, declared_size) for the RIFF chunks in src[start:end]."""
     pos = start
+    n = 0
     while pos + 8 <= end:
-        chunk_id = bytes(data[pos : pos + 4])
-        (size,) = struct.unpack_from("<I", data, pos + 4)
+        n += 1
+        if n > MAX_CHUNKS:
+            raise AudioFormatError(f"{src.name}: more than {MAX_CHUNKS} RIFF chunks before the audio: "
+                                   "not a usable WAV file")
+        head = src.read(pos, 8)
+        chunk_id = head[:4]
+        (size,) = struct.unpack_from("<I", head, 4)
         yield chunk_id, pos + 8, size
         pos += 8 + size + (size & 1)  # chunks are word-aligned: odd sizes carry a pad byte
 
@@ -120,20 +189,21 @@ def _iter_chunks(data, start: int, end: int):
 class _Format:
     """The parsed "fmt " chunk."""
 
-    def __init__(self, data, offset: int, size: int, name: str):
-        if size < 16 or offset + 16 > len(data):
+    def __init__(self, src, offset: int, size: int, name: str):
+        body = src.read(offset, 40)
+        if size < 16 or len(body) < 16:
             raise AudioFormatError(f"{name}: WAV 'fmt ' chunk is truncated ({size} bytes, need 16)")
         (self.tag, self.channels, self.rate, _byte_rate, self.block_align,
-         self.bits) = struct.unpack_from("<HHIIHH", data, offset)
+         self.bits) = struct.unpack_from("<HHIIHH", body, 0)
         if self.tag == WAVE_FORMAT_EXTENSIBLE:
             # cbSize(2) validBits(2) channelMask(4) subFormat GUID(16): tag = first 2 GUID bytes
-            if size < 40 or offset + 40 > len(data):
+            if size < 40 or len(body) < 40:
                 raise AudioFormatError(f"{name}: WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk is truncated")
-            (self.tag,) = struct.unpack_from("<H", data, offset + 24)
+            (self.tag,) = struct.unpack_from("<H", body, 24)
 
 
 def _sample_decoder(fmt: _Format, name: str):
-    """(numpy dtype of one stored sample, function raw array -> float32) for this format."""
+    """(bytes of one stored sample, function raw uint8 array -> float32) for this format."""
     if fmt.tag not in (WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT):
         what = _COMPRESSED_FORMAT_NAMES.get(fmt.tag, "a compressed or unsupported encoding")
         raise AudioFormatError(
@@ -144,6 +214,9 @@ def _sample_decoder(fmt: _Format, name: str):
         raise AudioFormatError(f"{name}: WAV header says 0 channels")
     if fmt.rate == 0:
         raise AudioFormatError(f"{name}: WAV header says a sample rate of 0 Hz")
+    if not MIN_RATE <= fmt.rate <= MAX_RATE:
+        raise AudioFormatError(f"{name}: WAV sample rate {fmt.rate} Hz is outside the supported "
+                               f"{MIN_RATE} .. {MAX_RATE} Hz")
     # The container size per sample comes from block_align (bits may be e.g. 20 in a 24-bit
     # container, left-justified, so scaling by the container size is right).
     container = fmt.block_align // fmt.channels if fmt.block_align else 0
@@ -153,7 +226,11 @@ def _sample_decoder(fmt: _Format, name: str):
         if container not in (4, 8):
             raise AudioFormatError(f"{name}: {fmt.bits}-bit IEEE float WAV is not supported")
         dtype = np.dtype("<f4" if container == 4 else "<f8")
-        return container, lambda raw: raw.view(dtype).astype(np.float32)
+
+        def decode_float(raw):
+            with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range -> inf -> refused
+                return raw.view(dtype).astype(np.float32)
+        return container, decode_float
     if container == 1:  # 8-bit WAV is unsigned with 128 = silence
         return 1, lambda raw: ((raw.astype(np.float32) - 128.0) * (1.0 / 128.0))
     if container == 2:
@@ -173,55 +250,141 @@ def _decode_int24(raw: np.ndarray) -> np.ndarray:
     return (words.view("<i4")[:, 0].astype(np.float64) * (1 / 2**31)).astype(np.float32)
 
 
+class WavReader:
+    """A WAV file opened for reading: the header is parsed at once, the samples are decoded block
+    by block on request, so files of any length are read in constant memory.
+
+    `path_or_bytes`: a path, bytes-like data, or a binary file object. Attributes: rate, channels,
+    n_frames, seconds, is_float. A data chunk that claims more bytes than the file holds (a
+    truncated download, or a streamed WAV whose sizes were never filled in) is read as far as
+    whole frames exist. Float samples that are NaN or infinite are refused (AudioFormatError):
+    they are a corrupt file, and would silently turn the model's output into noise.
+    Raises AudioFormatError for anything it cannot read.
+    """
+
+    def __init__(self, path_or_bytes):
+        self._src = _open_source(path_or_bytes)
+        try:
+            self._parse()
+        except BaseException:
+            self._src.close()
+            raise
+
+    def _parse(self) -> None:
+        src = self._src
+        name = self.name = src.name
+        if src.size < 12:
+            raise AudioFormatError(f"{name}: file too short to be a WAV file ({src.size} bytes)")
+        head = src.read(0, 64)
+        riff, wave = head[:4], head[8:12]
+        if riff not in (b"RIFF", b"RF64") or wave != b"WAVE":
+            if riff == b"RIFF":
+                what = f"a RIFF file of type {wave!r}, not WAVE"
+            else:
+                what = _describe_non_wav(head)
+            raise AudioFormatError(f"{name}: not a WAV (RIFF/WAVE) file; it looks like {what}: "
+                                   f"{_CONVERT_HINT}")
+        fmt = None
+        data_offset = data_size = None
+        rf64_data_size = None
+        for chunk_id, offset, size in _iter_chunks(src, 12, src.size):
+            if chunk_id == b"ds64" and riff == b"RF64":
+                body = src.read(offset, 24)
+                if len(body) == 24:
+                    (rf64_data_size,) = struct.unpack_from("<Q", body, 8)
+            elif chunk_id == b"fmt ":
+                fmt = _Format(src, offset, size, name)
+            elif chunk_id == b"data":
+                data_offset = offset
+                data_size = rf64_data_size if (riff == b"RF64" and size == 0xFFFFFFFF
+                                               and rf64_data_size is not None) else size
+                if fmt is not None or offset + data_size >= src.size:
+                    break  # have all we need, or the data runs to the end of the file
+        if fmt is None:
+            raise AudioFormatError(f"{name}: WAV file has no 'fmt ' chunk (header missing or truncated)")
+        if data_offset is None:
+            raise AudioFormatError(f"{name}: WAV file has no 'data' chunk")
+        bytes_per_sample, self._decode = _sample_decoder(fmt, name)
+        self.channels = int(fmt.channels)
+        self.rate = int(fmt.rate)
+        self.is_float = fmt.tag == WAVE_FORMAT_IEEE_FLOAT
+        self._frame_bytes = bytes_per_sample * fmt.channels
+        self._data_offset = data_offset
+        available = min(data_size, src.size - data_offset)
+        self.n_frames = max(available, 0) // self._frame_bytes
+        if self.n_frames == 0:
+            why = "is empty" if data_size == 0 else "is truncated to less than one frame"
+            raise AudioFormatError(f"{name}: WAV file has no audio samples (the data chunk {why})")
+
+    @property
+    def seconds(self) -> float:
+        return self.n_frames / self.rate
+
+    def blocks(self, frames: int = BLOCK_FRAMES, start: int = 0):
+        """Yield float32 [k, channels] blocks of at most `frames` frames, in order."""
+        frames = max(1, int(frames))
+        for f0 in range(start, self.n_frames, frames):
+            k = min(frames, self.n_frames - f0)
+            raw = self._src.array(self._data_offset + f0 * self._frame_bytes, k * self._frame_bytes)
+            block = self._decode(raw).reshape(k, self.channels)
+            if self.is_float and not np.isfinite(block).all():
+                bad = f0 + int(np.argmin(np.isfinite(block).all(axis=1)))
+                raise AudioFormatError(
+                    f"{self.name}: the WAV holds NaN or infinite samples (the first at frame {bad}, "
+                    f"{bad / self.rate:.3f} s): the file is corrupt; re-export it")
+            yield block
+
+    def check_finite(self) -> None:
+        """Scan a float WAV for NaN / infinity (raises AudioFormatError); integer PCM has none."""
+        if self.is_float:
+            for _ in self.blocks():
+                pass
+
+    def read(self) -> np.ndarray:
+        """All samples: float32 [n_frames, channels]."""
+        out = np.empty((self.n_frames, self.channels), dtype=np.float32)
+        pos = 0
+        for block in self.blocks():
+            out[pos:pos + len(block)] = block
+            pos += len(block)
+        return out
+
+    def mono_blocks(self, frames: int = BLOCK_FRAMES):
+        """Yield float32 [k] blocks with the channels averaged."""
+        for block in self.blocks(frames):
+            yield to_mono(block)
+
+    def stream(self, target_rate: int = 16000, seconds: float = 1.0):
+        """Yield mono float32 pieces at `target_rate`, about `seconds` of audio each (the last
+        ones may be shorter): the whole file, resampled on the way, in constant memory."""
+        rs = StreamingResampler(self.rate, target_rate)
+        frames = max(1, int(round(seconds * self.rate)))
+        for block in self.mono_blocks(frames):
+            out = rs.push(block)
+            if out.size:
+                yield out
+        out = rs.finish()
+        if out.size:
+            yield out
+
+    def close(self) -> None:
+        self._src.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def read_wav(path_or_bytes) -> tuple[np.ndarray, int]:
     """Read a WAV file (path, bytes or binary file object).
 
-    Returns (samples float32 [n_samples, n_channels], sample_rate). A data chunk that claims more
-    bytes than the file holds (a truncated download, or a streamed WAV whose sizes were never
-    filled in) is read as far as whole frames exist. Raises AudioFormatError otherwise.
+    Returns (samples float32 [n_samples, n_channels], sample_rate). See WavReader for what is
+    accepted; raises AudioFormatError otherwise.
     """
-    data, name = _read_source(path_or_bytes)
-    if len(data) < 12:
-        raise AudioFormatError(f"{name}: file too short to be a WAV file ({len(data)} bytes)")
-    head = bytes(data[:64])
-    riff, wave = head[:4], head[8:12]
-    if riff not in (b"RIFF", b"RF64") or wave != b"WAVE":
-        if riff == b"RIFF":
-            what = f"a RIFF file of type {wave!r}, not WAVE"
-        else:
-            what = _describe_non_wav(head)
-        raise AudioFormatError(f"{name}: not a WAV (RIFF/WAVE) file; it looks like {what}: "
-                               f"{_CONVERT_HINT}")
-
-    fmt = None
-    data_offset = data_size = None
-    rf64_data_size = None
-    for chunk_id, offset, size in _iter_chunks(data, 12, len(data)):
-        if chunk_id == b"ds64" and riff == b"RF64" and offset + 24 <= len(data):
-            (rf64_data_size,) = struct.unpack_from("<Q", data, offset + 8)
-        elif chunk_id == b"fmt ":
-            fmt = _Format(data, offset, size, name)
-        elif chunk_id == b"data":
-            data_offset = offset
-            data_size = rf64_data_size if (riff == b"RF64" and size == 0xFFFFFFFF
-                                           and rf64_data_size is not None) else size
-            if fmt is not None or offset + data_size >= len(data):
-                break  # have all we need, or the data runs to the end of the file
-    if fmt is None:
-        raise AudioFormatError(f"{name}: WAV file has no 'fmt ' chunk (header missing or truncated)")
-    if data_offset is None:
-        raise AudioFormatError(f"{name}: WAV file has no 'data' chunk")
-
-    bytes_per_sample, decode = _sample_decoder(fmt, name)
-    frame_bytes = bytes_per_sample * fmt.channels
-    available = min(data_size, len(data) - data_offset)
-    n_frames = max(available, 0) // frame_bytes
-    if n_frames == 0:
-        why = "is empty" if data_size == 0 else "is truncated to less than one frame"
-        raise AudioFormatError(f"{name}: WAV file has no audio samples (the data chunk {why})")
-    raw = np.frombuffer(data, dtype=np.uint8, count=n_frames * frame_bytes, offset=data_offset)
-    samples = decode(raw).reshape(n_frames, fmt.channels)
-    return samples, int(fmt.rate)
+    with WavReader(path_or_bytes) as r:
+        return r.read(), r.rate
 
 
 def to_mono(samples) -> np.ndarray:
@@ -237,9 +400,22 @@ def to_mono(samples) -> np.ndarray:
 
 
 def load_audio(path_or_bytes, target_rate: int = 16000) -> np.ndarray:
-    """Read a WAV file, average its channels and resample to `target_rate`: float32 [n]."""
-    samples, rate = read_wav(path_or_bytes)
-    return resample(to_mono(samples), rate, target_rate)
+    """Read a WAV file, average its channels and resample to `target_rate`: float32 [n].
+
+    Decoded and resampled block by block: peak memory is the result (64 KB per second at 16 kHz,
+    230 MB per hour) plus a few MB, whatever the file's rate and channel count."""
+    with WavReader(path_or_bytes) as r:
+        rs = StreamingResampler(r.rate, target_rate)
+        out = np.empty(output_length(r.n_frames, rs.up, rs.down), dtype=np.float32)
+        pos = 0
+        for block in r.mono_blocks():
+            y = rs.push(block)
+            out[pos:pos + y.size] = y
+            pos += y.size
+        y = rs.finish()
+        out[pos:pos + y.size] = y
+        assert pos + y.size == out.size, (pos + y.size, out.size)
+        return out
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 
 from voxtral.errors import ModelFormatError, VoxtralError
 from voxtral.weights.loader import KEY_TEKKEN, MANIFEST_FORMAT, MANIFEST_NAME
@@ -73,34 +74,44 @@ def split_file(path: str, out_dir: str, max_bytes: int = DEFAULT_SHARD_BYTES, pr
     """Byte-split `path` like `split -b max_bytes` into out_dir/shard-aa, ...; then manifest.json.
 
     Streams in 8 MiB blocks (hashing each shard and the whole file on the way), so memory does not
-    grow with the shard size. The manifest is written last: its presence means a complete set."""
+    grow with the shard size. The pieces are written into a hidden folder inside out_dir and moved
+    into place only when all of them are complete, manifest last: an error or Ctrl-C part way
+    leaves out_dir as it was (an earlier shard set stays intact), never a partial set."""
     if max_bytes <= 0:
         raise VoxtralError("shard size must be positive")
     total = os.path.getsize(path)
     os.makedirs(out_dir, exist_ok=True)
-    _clear_old_shards(out_dir)
-    whole = hashlib.sha256()
-    shards = []
-    buf = bytearray(_BLOCK)
-    with open(path, "rb") as f:
-        for i in range(max(1, -(-total // max_bytes))):
-            name, h, size = shard_name(i), hashlib.sha256(), 0
-            with open(os.path.join(out_dir, name), "wb") as g:
-                while size < max_bytes:
-                    view = memoryview(buf)[:min(_BLOCK, max_bytes - size)]
-                    n = f.readinto(view)
-                    if not n:
-                        break
-                    g.write(view[:n])
-                    h.update(view[:n])
-                    whole.update(view[:n])
-                    size += n
-                    if progress is not None:
-                        progress.update(n)
-            shards.append({"name": name, "size": size, "sha256": h.hexdigest()})
-    if sum(s["size"] for s in shards) != total:
-        raise ModelFormatError(f"{path} changed size while it was being split")
-    return write_manifest(out_dir, shards, os.path.basename(path), whole.hexdigest(), max_bytes)
+    staging = tempfile.mkdtemp(prefix=".shard-tmp-", dir=out_dir)
+    try:
+        whole = hashlib.sha256()
+        shards = []
+        buf = bytearray(_BLOCK)
+        with open(path, "rb") as f:
+            for i in range(max(1, -(-total // max_bytes))):
+                name, h, size = shard_name(i), hashlib.sha256(), 0
+                with open(os.path.join(staging, name), "wb") as g:
+                    while size < max_bytes:
+                        view = memoryview(buf)[:min(_BLOCK, max_bytes - size)]
+                        n = f.readinto(view)
+                        if not n:
+                            break
+                        g.write(view[:n])
+                        h.update(view[:n])
+                        whole.update(view[:n])
+                        size += n
+                        if progress is not None:
+                            progress.update(n)
+                shards.append({"name": name, "size": size, "sha256": h.hexdigest()})
+        if sum(s["size"] for s in shards) != total:
+            raise ModelFormatError(f"{path} changed size while it was being split")
+        _clear_old_shards(out_dir)
+        for s in shards:
+            os.replace(os.path.join(staging, s["name"]), os.path.join(out_dir, s["name"]))
+        return write_manifest(out_dir, shards, os.path.basename(path), whole.hexdigest(), max_bytes)
+    except OSError as e:
+        raise VoxtralError(f"cannot write shards to {out_dir}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def shard_gguf(path: str, out_dir: str, max_bytes: int = DEFAULT_SHARD_BYTES, progress: bool = False) -> dict:

@@ -29,6 +29,8 @@ from .sources import BufferSource, FileSource, ShardedBytes, shard_sources_from_
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_ELEMENTS = 1 << 48  # per tensor, zero dims ignored: far beyond any model, well inside numpy
+MAX_ARRAY_DEPTH = 8  # arrays of arrays (real files use none); deeper is a corrupt file
 
 
 class GGMLType(IntEnum):
@@ -108,6 +110,15 @@ class _Cursor:
         self.pos = end
         return self._buf[i:i + n]
 
+    def check_count(self, count: int, min_bytes: int, what: str) -> None:
+        """Refuse a count of items of at least `min_bytes` each that the bytes left cannot hold
+        (e.g. a header claiming 2^63 tensors): a clear error instead of a long loop."""
+        left = self.source.size - self.pos
+        if count > left // min_bytes:
+            raise ModelFormatError(
+                f"truncated GGUF {self.what} (or a corrupt count): it claims {count} {what}, but the "
+                f"{left} bytes left in the file can hold at most {left // min_bytes}")
+
     def u32(self) -> int:
         return struct.unpack("<I", self.take(4))[0]
 
@@ -121,7 +132,7 @@ class _Cursor:
         except UnicodeDecodeError as e:
             raise ModelFormatError(f"invalid UTF-8 in GGUF {self.what}: {e}") from e
 
-    def value(self, vtype: int):
+    def value(self, vtype: int, depth: int = 0):
         if vtype in _SCALAR_DTYPE:
             dt = np.dtype(_SCALAR_DTYPE[vtype])
             v = np.frombuffer(self.take(dt.itemsize), dtype=dt)[0].item()
@@ -137,8 +148,12 @@ class _Cursor:
                 return arr.astype(bool).tolist() if etype == ValueType.BOOL else arr.tolist()
             if etype not in (ValueType.STRING, ValueType.ARRAY):
                 raise ModelFormatError(f"unknown GGUF value type {etype} in the array of {self.what}")
-            # each element takes >= 8 bytes, so a bogus count fails on truncation, not memory
-            return [self.value(etype) for _ in range(count)]
+            # each element takes >= 8 bytes (a string's length, an array's type + count): a count
+            # the rest of the file cannot hold is refused before any element is parsed
+            self.check_count(count, 8, "array elements")
+            if etype == ValueType.ARRAY and depth >= MAX_ARRAY_DEPTH:
+                raise ModelFormatError(f"GGUF arrays nested more than {MAX_ARRAY_DEPTH} deep in {self.what}")
+            return [self.value(etype, depth + 1) for _ in range(count)]
         raise ModelFormatError(f"unknown GGUF value type {vtype} in {self.what}")
 
 
@@ -158,6 +173,9 @@ def _parse_header(cur: _Cursor):
                                f"2 and 3{hint}")
     n_tensors = cur.u64()
     n_kv = cur.u64()
+    cur.what = "header"
+    cur.check_count(n_kv, 13, "metadata entries")  # key length 8 + type 4 + value >= 1
+    cur.check_count(n_tensors, 32, "tensors")  # name length 8 + n_dims 4 + dims >= 8 + type 4 + offset 8
 
     metadata: dict = {}
     for i in range(n_kv):
@@ -194,13 +212,27 @@ def _parse_header(cur: _Cursor):
             raise ModelFormatError(
                 f"tensor {name!r} has unsupported ggml type {type_id} (this reader handles "
                 f"F32=0, F16=1, Q4_0=2, BF16=30)") from None
+        if math.prod(max(d, 1) for d in dims) > MAX_ELEMENTS:  # e.g. [8, 2^62, 0]: 0 bytes, but no array
+            raise ModelFormatError(f"tensor {name!r} has an absurd shape {dims} (corrupt tensor table)")
         block_elems, block_bytes = _BLOCK[gtype]
         if dims[0] % block_elems:
             raise ModelFormatError(f"tensor {name!r}: {gtype.name} needs the innermost dimension "
                                    f"to be a multiple of {block_elems}, got dims {dims}")
         nbytes = math.prod(dims) // block_elems * block_bytes
+        if rel_offset % alignment:
+            raise ModelFormatError(f"tensor {name!r}: data offset {rel_offset} is not a multiple of the "
+                                   f"alignment {alignment} (corrupt tensor table)")
         table.append((name, tuple(reversed(dims)), gtype, rel_offset, nbytes))
     return version, metadata, alignment, table, cur.pos
+
+
+def _check_no_overlap(infos) -> None:
+    """Two tensors whose bytes overlap are a corrupt table (a writer never shares data)."""
+    spans = sorted((i.offset, i.offset + i.nbytes, i.name) for i in infos if i.nbytes)
+    for (a0, a1, a), (b0, b1, b) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise ModelFormatError(f"tensors {a!r} (bytes {a0}..{a1}) and {b!r} (bytes {b0}..{b1}) "
+                                   "overlap in the GGUF data section (corrupt tensor table)")
 
 
 class GGUFFile:
@@ -223,6 +255,7 @@ class GGUFFile:
                     f"{info.offset + nbytes} but the file is only {source.size} bytes "
                     f"(truncated file or missing last shard?)")
             self.tensors[name] = info
+        _check_no_overlap(self.tensors.values())
 
     def __contains__(self, name: str) -> bool:
         return name in self.tensors

@@ -37,7 +37,11 @@ MANIFEST_FORMAT = "gguf-shards"
 
 
 def detect_kind(params: dict) -> str:
+    if not isinstance(params, dict):
+        raise ModelFormatError(f"params.json must hold a JSON object, not {type(params).__name__}")
     mm = params.get("multimodal", {})
+    if not isinstance(mm, dict):
+        raise ModelFormatError("params.json: 'multimodal' must be a JSON object")
     if "whisper_model_args" in mm:
         return "asr"
     if "audio_model_args" in mm:
@@ -46,8 +50,32 @@ def detect_kind(params: dict) -> str:
                            "(no multimodal.whisper_model_args / audio_model_args)")
 
 
+MAX_LAYERS = 1024  # a params.json asking for more is corrupt (the real models have 26..32)
+
+
+def _check_counts(node, where: str = "params.json") -> None:
+    """Layer counts (every `*n_layers*` key, every `*_lengths_str` list) must be small whole
+    numbers: the layout loops over them, so a corrupt 10^9 would exhaust memory before any check."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            here = f"{where}: {k}"
+            if "n_layers" in str(k) and not (isinstance(v, int) and not isinstance(v, bool)
+                                             and 0 <= v <= MAX_LAYERS):
+                raise ModelFormatError(f"{here} = {str(v)[:40]} is not a layer count (0 .. {MAX_LAYERS})")
+            if str(k).endswith("_lengths_str"):
+                parts = str(v).split(",")
+                if len(parts) > 64 or not all(p.strip().isdigit() and int(p) <= MAX_LAYERS for p in parts):
+                    raise ModelFormatError(f"{here} = {str(v)[:40]!r} is not a list of layer counts")
+            _check_counts(v, here)
+
+
 def expected_shapes(kind: str, params: dict) -> dict[str, tuple[int, ...]]:
-    return asr_tensor_shapes(params) if kind == "asr" else tts_tensor_shapes(params)
+    _check_counts(params)
+    try:
+        return asr_tensor_shapes(params) if kind == "asr" else tts_tensor_shapes(params)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:120]}"
+        raise ModelFormatError(f"params.json does not describe a Voxtral {kind.upper()} model ({what})") from None
 
 
 @dataclass
@@ -128,8 +156,10 @@ def _read_json(path: str, what: str) -> dict:
             return json.load(f)
     except FileNotFoundError:
         raise ModelFormatError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFormatError(f"{path} is not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: JSONDecodeError and kin
+        raise ModelFormatError(f"{path} is not valid JSON ({str(e)[:120]})") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{what} is a directory, not a file: {path}") from None
 
 
 def _open_mistral_dir(path: str) -> ModelFiles:
@@ -157,8 +187,11 @@ def _open_mistral_dir(path: str) -> ModelFiles:
 def _model_from_gguf(gg, path: str, fmt: str, side_dir: str) -> ModelFiles:
     md = gg.metadata
     if KEY_PARAMS in md:
-        params = json.loads(md[KEY_PARAMS])
-        kind = md.get(KEY_KIND) or detect_kind(params)
+        params = _json_value(md[KEY_PARAMS], f"{path}: GGUF metadata {KEY_PARAMS}")
+        kind = detect_kind(params)
+        if md.get(KEY_KIND) not in (None, kind):
+            raise ModelFormatError(f"{path}: GGUF metadata {KEY_KIND}={str(md.get(KEY_KIND))[:20]!r} "
+                                   f"but its params describe a {kind.upper()} model")
     elif any(n.startswith(ASR_PREFIX) for n in gg.tensors):
         # The community Q4 file carries no metadata the Rust loader read: assume the published
         # ASR hyper-parameters (its tensor shapes are checked against them below).
@@ -167,7 +200,7 @@ def _model_from_gguf(gg, path: str, fmt: str, side_dir: str) -> ModelFiles:
     else:
         raise ModelFormatError(f"{path}: GGUF has no {KEY_PARAMS} metadata and no Voxtral tensor names")
     if KEY_TEKKEN in md:
-        tekken = json.loads(md[KEY_TEKKEN])
+        tekken = _json_value(md[KEY_TEKKEN], f"{path}: GGUF metadata {KEY_TEKKEN}")
     else:
         tp = os.path.join(side_dir, "tekken.json")
         tekken = _read_json(tp, "tekken.json") if os.path.exists(tp) else None
@@ -178,6 +211,15 @@ def _model_from_gguf(gg, path: str, fmt: str, side_dir: str) -> ModelFiles:
         if n.startswith(VOICE_PREFIX):
             mf.voices[n[len(VOICE_PREFIX):]] = (lambda n=n: _as_f32(gg.tensor(n)))
     return mf
+
+
+def _json_value(text, what: str):
+    if not isinstance(text, str):
+        raise ModelFormatError(f"{what} is not a string")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ModelFormatError(f"{what} is not valid JSON ({str(e)[:120]})") from None
 
 
 def _as_f32(t):

@@ -41,25 +41,42 @@ class SafetensorsFile:
                 f"(truncated file, or not a safetensors file)")
         try:
             header = json.loads(self._src.read(8, hlen).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelFormatError(f"bad safetensors JSON header in {self.path!r}: {e}") from e
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSON errors, huge ints
+            raise ModelFormatError(f"bad safetensors JSON header in {self.path!r}: "
+                                   f"{str(e)[:200] or type(e).__name__}") from None
         if not isinstance(header, dict):
             raise ModelFormatError(f"bad safetensors header in {self.path!r}: not a JSON object")
         self.data_start = 8 + hlen
         self.metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(self.metadata, dict):
+            raise ModelFormatError(f"bad safetensors header in {self.path!r}: __metadata__ is not an object")
         data_size = size - self.data_start
         self._entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
         for name, e in header.items():
             self._entries[name] = self._check_entry(name, e, data_size)
+        # Two tensors sharing bytes is a corrupt (or malicious) header: refuse it.
+        spans = sorted((b, e, n) for n, (_, _, b, e) in self._entries.items() if e > b)
+        for (a0, a1, a), (b0, b1, b) in zip(spans, spans[1:]):
+            if b0 < a1:
+                raise ModelFormatError(f"tensors {a!r} (data_offsets [{a0}, {a1}]) and {b!r} (data_offsets "
+                                       f"[{b0}, {b1}]) overlap in {self.path!r} (corrupt header)")
         self._mm = None
 
     def _check_entry(self, name, e, data_size):
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
         try:
-            dtype, shape, (begin, end) = e["dtype"], tuple(int(s) for s in e["shape"]), e["data_offsets"]
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelFormatError(f"bad safetensors header entry for tensor {name!r}: {e!r}") from err
-        if dtype not in _ITEMSIZE:
-            raise ModelFormatError(f"tensor {name!r} has unknown safetensors dtype {dtype!r}")
+            dtype, shape, (begin, end) = e["dtype"], tuple(e["shape"]), e["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFormatError(f"bad safetensors header entry for tensor {name!r}: {str(e)[:200]}") from None
+        if not (all(is_int(d) and d >= 0 for d in shape) and is_int(begin) and is_int(end)):
+            raise ModelFormatError(f"bad safetensors header entry for tensor {name!r}: shape and data_offsets "
+                                   f"must be non-negative integers, got {str(e)[:200]}")
+        if math.prod(max(d, 1) for d in shape) > 1 << 48:  # e.g. [0, 2^62]: 0 bytes, but no array
+            raise ModelFormatError(f"tensor {name!r} has an absurd shape {list(shape)[:8]}")
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+            raise ModelFormatError(f"tensor {name!r} has unknown safetensors dtype {str(dtype)[:40]!r}")
         if not 0 <= begin <= end:
             raise ModelFormatError(f"tensor {name!r} has bad data_offsets [{begin}, {end}]")
         if end > data_size:
