@@ -16,7 +16,11 @@ def test_fake_microphone_for_minutes_keeps_memory_flat(chromium_path, web_assets
     lr = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lr)
     os.environ.setdefault("VOXTRAL_CHROMIUM", chromium_path)
-    res = lr.long_browser_run(MINUTES, every_min=0.25)
+    # Its own Playwright in its own thread: the session's browser fixture already runs Playwright's
+    # sync API (an event loop) on this thread.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        res = pool.submit(lr.long_browser_run, MINUTES, 0.25).result()
     samples = res["samples"]
     for s in samples:
         print(s)
