@@ -14,56 +14,10 @@ import time
 import numpy as np
 
 from voxtral.errors import VoxtralError
+from voxtral.model_paths import TTS, resolve_model as _resolve
 
-# Where real TTS weights are looked for, in order.
-TTS_MODEL_CANDIDATES = ("voxtral-tts-q4-shards", "voxtral-tts-q4.gguf", "Voxtral-4B-TTS-2603")
-DEMO_TTS_DIR = "demo-tts-tiny"
 DEFAULT_VOICE = "casual_male"
 
-HOW_TO_GET_WEIGHTS = """\
-To get real speech, download the published model from the Hugging Face hub:
-  mistralai/Voxtral-4B-TTS-2603   (params.json, consolidated.safetensors, tekken.json, voice_embedding/)
-and put it under models/ (models/Voxtral-4B-TTS-2603/) or pass --model PATH."""
-
-
-def models_dir() -> str:
-    return os.environ.get("VOXTRAL_MODELS", "models")
-
-
-def find_tts_model() -> str | None:
-    base = models_dir()
-    for name in TTS_MODEL_CANDIDATES:
-        p = os.path.join(base, name)
-        if os.path.exists(p):
-            return p
-    return None
-
-
-def demo_tts_model(quiet: bool = False) -> str:
-    """Path of the random-weight demo model, generated on first use."""
-    path = os.path.join(models_dir(), DEMO_TTS_DIR)
-    if not os.path.exists(os.path.join(path, "params.json")):
-        from voxtral.testmodel import make_test_model
-        if not quiet:
-            print(f"voxtral: generating a random-weight demo TTS model in {path} ...", file=sys.stderr)
-        make_test_model("tts", path, seed=0, fmt="mistral", preset="tiny")
-    return path
-
-
-def resolve_model(arg: str | None, quiet: bool = False) -> tuple[str, bool]:
-    """(path, is_demo)."""
-    if arg:
-        return arg, False
-    found = find_tts_model()
-    if found:
-        return found, False
-    path = demo_tts_model(quiet)
-    # Said even with --quiet: nobody should mistake this output for the model's.
-    print("voxtral: NOTE: no real TTS weights found under "
-          f"{models_dir()}/; using a RANDOM-WEIGHT DEMO MODEL ({path}).\n"
-          "voxtral: its output is noise from random weights; it only shows the pipeline works.\n"
-          + "\n".join("voxtral: " + line for line in HOW_TO_GET_WEIGHTS.splitlines()), file=sys.stderr)
-    return path, True
 
 
 # ----------------------------------------------------------------------------------- WAV out
@@ -145,7 +99,7 @@ def _cmd_speak(args) -> int:
     from voxtral.weights.loader import open_model
 
     if args.list_voices:
-        path, _ = resolve_model(args.model, args.quiet)
+        path, _ = _resolve(TTS, args.model, args.quiet)
         return _list_voices(open_model(path))
     text = _read_text(args.text)
     check_text(text)  # empty / too long: before any model is touched
@@ -156,7 +110,7 @@ def _cmd_speak(args) -> int:
     if args.out != "-":
         from voxtral.outfiles import check_output_path
         check_output_path(args.out, "output WAV")  # before the model is loaded, not after
-    path, _ = resolve_model(args.model, args.quiet)
+    path, _ = _resolve(TTS, args.model, args.quiet)
     mf = open_model(path)
     _check_voice(mf, args.voice)
 

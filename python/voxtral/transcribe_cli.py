@@ -9,56 +9,8 @@ import os
 import sys
 
 from voxtral.errors import VoxtralError
+from voxtral.model_paths import ASR, resolve_model as _resolve
 
-# Where real ASR weights are looked for, in order (names as the published files and the seed
-# project's server use them).
-ASR_MODEL_CANDIDATES = ("voxtral-q4-shards", "voxtral-q4.gguf", "Voxtral-Mini-4B-Realtime-2602")
-DEMO_ASR_DIR = "demo-asr-tiny"
-
-HOW_TO_GET_WEIGHTS = """\
-To use the real model, download one of (Hugging Face hub):
-  mistralai/Voxtral-Mini-4B-Realtime-2602   (BF16: params.json, consolidated.safetensors, tekken.json)
-  TrevorJS/voxtral-mini-realtime-gguf       (Q4: voxtral-q4.gguf, or shard-aa .. shard-ae)
-and put it under models/ (e.g. models/voxtral-q4-shards/) or pass --model PATH."""
-
-
-def models_dir() -> str:
-    return os.environ.get("VOXTRAL_MODELS", "models")
-
-
-def find_asr_model() -> str | None:
-    base = models_dir()
-    for name in ASR_MODEL_CANDIDATES:
-        p = os.path.join(base, name)
-        if os.path.exists(p):
-            return p
-    return None
-
-
-def demo_asr_model(quiet: bool = False) -> str:
-    """Path of the random-weight demo model, generated on first use."""
-    path = os.path.join(models_dir(), DEMO_ASR_DIR)
-    if not os.path.exists(os.path.join(path, "params.json")):
-        from voxtral.testmodel import make_test_model
-        if not quiet:
-            print(f"voxtral: generating a random-weight demo model in {path} ...", file=sys.stderr)
-        make_test_model("asr", path, seed=0, fmt="mistral", preset="tiny")
-    return path
-
-
-def resolve_model(arg: str | None, quiet: bool = False) -> tuple[str, bool]:
-    """(path, is_demo)."""
-    if arg:
-        return arg, False
-    found = find_asr_model()
-    if found:
-        return found, False
-    path = demo_asr_model(quiet)
-    print("voxtral: NOTE: no real weights found under "
-          f"{models_dir()}/; using a RANDOM-WEIGHT DEMO MODEL ({path}).\n"
-          "voxtral: its transcript is meaningless text; it shows the pipeline works.\n"
-          + "\n".join("voxtral: " + line for line in HOW_TO_GET_WEIGHTS.splitlines()), file=sys.stderr)
-    return path, True
 
 
 def _cmd_transcribe(args) -> int:
@@ -85,7 +37,7 @@ def _transcribe(args, reader) -> int:
     from voxtral.transcript import FORMATTERS
     from voxtral.weights.loader import open_model
 
-    path, _ = resolve_model(args.model, args.quiet)
+    path, _ = _resolve(ASR, args.model, args.quiet)
     pipe = ASRPipeline(open_model(path), backend=args.backend)
     if pipe.backend_note and not args.quiet:
         print(f"voxtral: {pipe.backend_note}", file=sys.stderr)

@@ -17,6 +17,7 @@ import pytest
 
 from voxtral.backends.webgpu import Kernels, preprocess
 from voxtral.weights.q4 import Q4Tensor
+from kernel_helpers import SESSION_SEED, max_rel, run, seed_of  # noqa: F401
 
 # Normwise bounds of the matmul family. q4_matvec sums 32 lane partials by a tree (measured
 # <= 6.4e-7 over several seeds); the tiled kernels (q4_matmul, linear, conv1d) sum K products
@@ -26,27 +27,6 @@ TILED_BOUND = 5e-6
 
 NAN_BITS = 0x7FC00000
 ALL_ONES = 0xFFFFFFFF  # also a NaN as f32, and an impossible id as u32
-
-
-SESSION_SEED = int(os.environ.get("VOXTRAL_TEST_SEED") or 0)  # conftest draws one per session
-
-
-def seed_of(*params) -> int:
-    return zlib.crc32(repr((SESSION_SEED,) + params).encode())
-
-
-def max_rel(got, ref) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if not np.all(np.isfinite(got)):
-        return math.inf
-    return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
-
-
-def run(k: Kernels, build) -> None:
-    seq: list = []
-    build(seq)
-    k.run(seq)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from voxtral.backends import NumpyOps
 from voxtral.backends.webgpu import Kernels
 from voxtral.models.tts.codec import alibi_slopes, pad_left
+from kernel_helpers import SESSION_SEED, max_rel, run, seed_of  # noqa: F401
 
 
 NAN_BITS = 0x7FC00000
@@ -31,27 +32,6 @@ ATTENTION_BOUND = 2e-6
 SUM_BOUND = 1e-6
 
 REF = NumpyOps(np.float64)
-SESSION_SEED = int(os.environ.get("VOXTRAL_TEST_SEED") or 0)  # conftest draws one per session
-
-
-def seed_of(*params) -> int:
-    return zlib.crc32(repr((SESSION_SEED,) + params).encode())
-
-
-def max_rel(got, ref) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    if not np.all(np.isfinite(got)):
-        return math.inf
-    return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
-
-
-def run(k: Kernels, build) -> None:
-    seq: list = []
-    build(seq)
-    k.run(seq)
-
-
 @pytest.fixture(scope="module")
 def k(host):
     return Kernels(host)

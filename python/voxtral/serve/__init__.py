@@ -20,13 +20,13 @@ def build_config(models_dir: str, data_dir: str | None = None, log=_log, allow_d
     from voxtral.serve.app import ServerConfig, default_assets_dir, repo_root
     from voxtral.serve.models import discover_models
     from voxtral.serve.tls import data_dir as default_data_dir
-    from voxtral.transcribe_cli import HOW_TO_GET_WEIGHTS
+    from voxtral.model_paths import ASR
 
     root = repo_root()
     models = discover_models(models_dir, data_dir or default_data_dir(), log, allow_demo=allow_demo)
     return ServerConfig(web_dir=os.path.join(root, "web"), shaders_dir=os.path.join(root, "shaders"),
                         pyodide_dir=os.path.join(default_assets_dir(root), "pyodide"), models=models,
-                        how_to_get_weights=HOW_TO_GET_WEIGHTS.replace(
+                        how_to_get_weights=ASR.how_to_get.replace(
                             "or pass --model PATH", "or start `voxtral serve --models DIR`"))
 
 
@@ -38,7 +38,7 @@ def _cmd_serve(args) -> int:
     from voxtral.errors import VoxtralError
     from voxtral.serve.app import make_app
     from voxtral.serve.tls import ensure_certificate, server_ssl_context
-    from voxtral.transcribe_cli import models_dir
+    from voxtral.model_paths import models_dir
 
     mdir = args.models or models_dir()
     cfg = build_config(mdir)
