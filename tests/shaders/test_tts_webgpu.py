@@ -194,4 +194,4 @@ def test_bench_tts(tiny, backend, capsys):
     assert out["bench"] == "tts" and out["frames"] == 3
     assert main(["bench", "tts", "--frames", "3", "--backend", backend, "--model", tiny.path]) == 0
     text = capsys.readouterr().out
-    assert "flow-matching head" in text and "RTF" in text and "audio s per wall s" in text
+    assert "flow-matching head" in text and "RTF" in text and "wall s per audio s" in text
