@@ -118,6 +118,8 @@ def run_tts_bench(preset: str = "tiny", frames: int = 50, backend: str = "auto",
     codec_s += time.perf_counter() - t3
     samples += 0 if tail is None else len(tail)
     total_s = time.perf_counter() - t_all
+    if first_audio_s is None and tail is not None:  # fewer frames than the first streaming chunk
+        first_audio_s = total_s
     audio_s = samples / cfg.sampling_rate
 
     host = getattr(ops, "host", None)
