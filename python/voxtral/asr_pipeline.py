@@ -146,4 +146,4 @@ class LiveTranscription:
         info = {"model": self.pipe.files.path, "model_format": self.pipe.files.format,
                 "backend": self.pipe.backend, "delay_ms": self.delay_ms if self.delay_ms is not None
                 else self.pipe.config.audio.transcription_delay_ms, "eos": res.eos}
-        return Transcript(text, list(res.tokens), group_words(self.pieces), timings, info)
+        return Transcript(text, list(res.tokens), group_words(self.pieces, self.audio_s), timings, info)

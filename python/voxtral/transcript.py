@@ -35,11 +35,14 @@ class Transcript:
                 "timings": self.timings, **self.info}
 
 
-def group_words(pieces: list[tuple[str, float]]) -> list[Word]:
+def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -> list[Word]:
     """pieces: (decoded text of one token, its time) in order -> words with start/end seconds.
 
     A token whose text begins with whitespace starts a new word (Tekken tokens carry their
-    leading space)."""
+    leading space). Times are clamped to the audio's length when it is given: tokens decided in
+    the right padding (after the audio ended) belong to its last moments."""
+    if audio_s is not None:
+        pieces = [(text, min(t, audio_s)) for text, t in pieces]
     words: list[Word] = []
     cur, cur_end = "", 0.0
     prev_end = 0.0
