@@ -29,16 +29,13 @@ struct Params {
     _pad0: u32,
 }
 
-const TILE: u32 = 64u;
-const TILE_K: u32 = 32u;
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
 
 @group(0) @binding(0) var<storage, read> weights: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> x_tile: array<f32, 2048>;  // [TILE_K][TILE]
-var<workgroup> w_tile: array<f32, 2048>;  // [TILE_K][TILE]
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -82,16 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
 
-        for (var k = 0u; k < TILE_K; k++) {
-            let xo = k * TILE + 4u * ty;
-            let wo = k * TILE + 4u * tx;
-            let a = vec4<f32>(x_tile[xo], x_tile[xo + 1u], x_tile[xo + 2u], x_tile[xo + 3u]);
-            let b = vec4<f32>(w_tile[wo], w_tile[wo + 1u], w_tile[wo + 2u], w_tile[wo + 3u]);
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
-        }
+        tile_accumulate(&acc, tx, ty);
         workgroupBarrier();
     }
 

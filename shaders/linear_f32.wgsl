@@ -30,8 +30,7 @@ struct Params {
     _pad1: u32,
 }
 
-const TILE: u32 = 64u;
-const TILE_K: u32 = 32u;
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
 
 // #if W_F16
 // #if SHADER_F16
@@ -55,8 +54,6 @@ fn weight_pair(i: u32) -> vec2<f32> { return weights[i]; }
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 // #endif
 
-var<workgroup> x_tile: array<f32, 2048>;  // [TILE_K][TILE]
-var<workgroup> w_tile: array<f32, 2048>;  // [TILE_K][TILE]
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -94,16 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
 
-        for (var k = 0u; k < TILE_K; k++) {
-            let xo = k * TILE + 4u * ty;
-            let wo = k * TILE + 4u * tx;
-            let a = vec4<f32>(x_tile[xo], x_tile[xo + 1u], x_tile[xo + 2u], x_tile[xo + 3u]);
-            let b = vec4<f32>(w_tile[wo], w_tile[wo + 1u], w_tile[wo + 2u], w_tile[wo + 3u]);
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
-        }
+        tile_accumulate(&acc, tx, ty);
         workgroupBarrier();
     }
 

@@ -32,8 +32,7 @@ struct Params {
     _pad1: u32,
 }
 
-const TILE: u32 = 64u;        // rows of X and of W per tile
-const TILE_K: u32 = 32u;      // one Q4 block
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
 const BLOCK_BYTES: u32 = 18u;
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;
@@ -47,8 +46,6 @@ const BLOCK_BYTES: u32 = 18u;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 // #endif
 
-var<workgroup> x_tile: array<f32, 2048>;  // [TILE_K][TILE] : x_tile[k*64 + m]
-var<workgroup> w_tile: array<f32, 2048>;  // [TILE_K][TILE] : w_tile[k*64 + n]
 
 fn q4_scale(g: u32) -> f32 {
     let byte = g * BLOCK_BYTES;
@@ -128,16 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
 
-        for (var k = 0u; k < TILE_K; k++) {
-            let xo = k * TILE + 4u * ty;
-            let wo = k * TILE + 4u * tx;
-            let a = vec4<f32>(x_tile[xo], x_tile[xo + 1u], x_tile[xo + 2u], x_tile[xo + 3u]);
-            let b = vec4<f32>(w_tile[wo], w_tile[wo + 1u], w_tile[wo + 2u], w_tile[wo + 3u]);
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
-        }
+        tile_accumulate(&acc, tx, ty);
         workgroupBarrier();
     }
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from voxtral.backends.webgpu import Kernels, preprocess
+from voxtral.backends.webgpu.kernels import expand_includes
 from voxtral.weights.q4 import Q4Tensor
 from kernel_helpers import SESSION_SEED, max_rel, run, seed_of  # noqa: F401
 
@@ -58,7 +59,8 @@ def test_shaders_fit_browser_default_limits():
 
     sizes = {"f32": 4, "u32": 4, "i32": 4, "vec4<f32>": 16}
     for path in sorted(find_shaders_dir().glob("*.wgsl")):
-        src = preprocess(path.read_text(), {"SUBGROUPS", "BIAS", "RESIDUAL", "ADA", "KV_F16"})
+        src = preprocess(expand_includes(path.read_text(), path.parent),
+                         {"SUBGROUPS", "BIAS", "RESIDUAL", "ADA", "KV_F16"})
         for dims in re.findall(r"@workgroup_size\(([^)]*)\)", src):
             assert math.prod(int(d.strip().rstrip("u")) for d in dims.split(",")) <= 256, path.name
         shared = 0

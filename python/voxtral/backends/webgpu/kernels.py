@@ -16,7 +16,8 @@ Tensors
              blocks, each its own buffer no larger than maxStorageBufferBindingSize; matmuls and
              the embedding gather issue one dispatch per block.
 
-Shader variants come from a tiny line preprocessor: `// #if NAME` / `// #if !NAME` / `// #else` /
+Shader files may pull in a shared fragment with `// #include NAME.wgsl` (tile_gemm.wgsl: the
+register-blocked tile product of the tiled kernels). Shader variants come from a tiny line preprocessor: `// #if NAME` / `// #if !NAME` / `// #else` /
 `// #endif` on their own lines (nestable). Global names: SUBGROUPS (use subgroup shuffles),
 SHADER_F16 (read f16 data as WGSL f16 instead of unpack2x16float; same bytes either way).
 """
@@ -64,6 +65,22 @@ def find_shaders_dir(explicit: str | os.PathLike | None = None) -> Path:
         if (folder / _MARKER_SHADER).is_file():
             return folder
     raise FileNotFoundError(f"no shaders folder with {_MARKER_SHADER} found; set {SHADERS_ENV}")
+
+
+def expand_includes(source: str, folder: Path, _seen: frozenset = frozenset()) -> str:
+    """Replace each `// #include NAME.wgsl` line by that file of `folder` (WGSL has no includes;
+    the tiled kernels share their inner product this way). Nested includes allowed, cycles not."""
+    out = []
+    for line in source.splitlines():
+        tag = line.strip()
+        if tag.startswith("// #include "):
+            name = tag[len("// #include "):].split()[0]
+            if name in _seen:
+                raise ValueError(f"include cycle through {name}")
+            out.append(expand_includes((folder / name).read_text(encoding="utf-8"), folder, _seen | {name}))
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def preprocess(source: str, defines) -> str:
@@ -227,7 +244,8 @@ class Kernels:
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
         if filename not in self._sources:
-            self._sources[filename] = (self.shaders_dir / filename).read_text(encoding="utf-8")
+            text = (self.shaders_dir / filename).read_text(encoding="utf-8")
+            self._sources[filename] = expand_includes(text, self.shaders_dir)
         return self._sources[filename]
 
     def _pipeline(self, filename: str, entry: str, flags=()):
