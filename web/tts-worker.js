@@ -26,49 +26,11 @@ function ttsEnqueue(where, fn) {
   return queue;
 }
 
-async function ttsDownloadShard(shard, index, cache) {
-  const progress = (loaded, source, done) =>
-    post({ type: 'ttsShardProgress', index, loaded, total: shard.size, source, done: !!done });
-  if (cache) {
-    const hit = await cache.match(cacheKey(shard));
-    if (hit) {
-      const u8 = new Uint8Array(await hit.arrayBuffer());
-      if (u8.length === shard.size) {
-        progress(u8.length, 'cache', true);
-        return { u8, source: 'cache' };
-      }
-    }
-  }
-  const resp = await fetch(shard.url, { cache: 'no-store' });
-  if (!resp.ok) throw new Error(`download of ${shard.name} failed: HTTP ${resp.status}`);
-  const u8 = new Uint8Array(shard.size);
-  const reader = resp.body.getReader();
-  let loaded = 0;
-  let last = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.length > shard.size) throw new Error(`${shard.name}: the server sent more than the manifest's ${shard.size} bytes`);
-    u8.set(value, loaded);
-    loaded += value.length;
-    if (now() - last > PROGRESS_EVERY_MS) {
-      last = now();
-      progress(loaded, 'network');
-    }
-  }
-  if (loaded !== shard.size) throw new Error(`${shard.name}: got ${loaded} bytes, expected ${shard.size} (interrupted download?)`);
-  const got = await sha256Hex(u8);
-  if (got !== shard.sha256) throw new Error(`${shard.name}: sha256 mismatch: bad download or stale manifest`);
-  progress(loaded, 'network', true);
-  if (cache) {
-    try {
-      await cache.put(cacheKey(shard), new Response(u8, {
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(u8.length) } }));
-    } catch (e) {
-      post({ type: 'cacheWarning', message: `could not cache ${shard.name} (${e.message || e}); it will be downloaded again next time` });
-    }
-  }
-  return { u8, source: 'network' };
+// Shards come through worker.js's downloadShard (same cache, checks and quota handling), reported
+// as ttsShardProgress.
+function ttsDownloadShard(shard, index, cache) {
+  return downloadShard(shard, index, cache, (loaded, source, done) =>
+    post({ type: 'ttsShardProgress', index, loaded, total: shard.size, source, done: !!done }));
 }
 
 async function ttsLoad(model) {

@@ -153,13 +153,21 @@ async function sha256Hex(u8) {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function downloadShard(shard, index, cache) {
+// Posts the ASR page's shardProgress messages; the TTS part passes its own reporter.
+function asrShardProgress(index, shard) {
+  return (loaded, source, done) =>
+    post({ type: 'shardProgress', index, loaded, total: shard.size, source, done: !!done });
+}
+
+// One shard: from Cache Storage when there, else fetched with byte progress, sha256-checked and
+// cached. progress(loaded, source, done) reports it.
+async function downloadShard(shard, index, cache, progress = asrShardProgress(index, shard)) {
   if (cache) {
     const hit = await cache.match(cacheKey(shard));
     if (hit) {
       const u8 = new Uint8Array(await hit.arrayBuffer());
       if (u8.length === shard.size) {
-        post({ type: 'shardProgress', index, loaded: u8.length, total: shard.size, source: 'cache', done: true });
+        progress(u8.length, 'cache', true);
         return { u8, source: 'cache' };
       }
     }
@@ -178,13 +186,13 @@ async function downloadShard(shard, index, cache) {
     loaded += value.length;
     if (now() - last > PROGRESS_EVERY_MS) {
       last = now();
-      post({ type: 'shardProgress', index, loaded, total: shard.size, source: 'network' });
+      progress(loaded, 'network');
     }
   }
   if (loaded !== shard.size) throw new Error(`${shard.name}: got ${loaded} bytes, expected ${shard.size} (interrupted download?)`);
   const got = await sha256Hex(u8);
   if (got !== shard.sha256) throw new Error(`${shard.name}: sha256 mismatch (got ${got.slice(0, 12)}..., expected ${shard.sha256.slice(0, 12)}...): bad download or stale manifest`);
-  post({ type: 'shardProgress', index, loaded, total: shard.size, source: 'network', done: true });
+  progress(loaded, 'network', true);
   if (cache) {
     try {
       await cache.put(cacheKey(shard), new Response(u8, {
