@@ -19,9 +19,10 @@ from voxtral.testmodel import make_test_model
 from voxtral.weights.loader import open_model
 
 # Random tiny models sometimes decode to only special tokens or one repeated token on this clip
-# (seeds 1 and 10 do); these seeds give >= 4 distinct tokens with text, so the format tests have
-# words to lay out. One is drawn per run.
-GOOD_SEEDS = (0, 3, 4, 6, 7, 8)
+# (seed 10 does; seed 4 does after Q4 quantization). These seeds give >= 5 distinct tokens in both
+# the BF16 and the Q4 forms (checked for seeds 0-15), so the format tests have words to lay out.
+# One is drawn per run.
+GOOD_SEEDS = (0, 3, 6, 7, 8, 15)
 SEED = int(np.random.default_rng().choice(GOOD_SEEDS))
 
 
