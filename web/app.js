@@ -6,6 +6,11 @@
 // ?selftest=fail forces the WebGPU self-test to fail (to see the fallback); ?subgroups=0 keeps the
 // WebGPU kernels off subgroup operations.
 // For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
+//
+// Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS]: once the runtime is up,
+// the worker runs `voxtral bench asr`'s passes on a random model built in Python, the page shows
+// the JSON and POSTs it to /result (where a benchmark driver such as gpu-browser's run_page.py
+// collects it; `voxtral serve` answers 405, which is ignored).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -15,12 +20,14 @@ const SELFTEST = params.get('selftest') || '';
 const SUBGROUPS = params.get('subgroups') !== '0';  // ?subgroups=0: WebGPU kernels without subgroups
 const CACHE_NAME = 'voxtral-shards-v1';   // the worker writes it; keep the names in step
 const PIECE_SAMPLES = 1280;               // 80 ms at 16 kHz: one audio token
+const BENCH = params.get('bench');        // "asr": benchmark mode (see the header)
 
 const state = {
   info: null, model: null, runtimeReady: false, loaded: false, loading: false, busy: false,
   recording: false, result: null, resultName: 'transcript', streamedText: '', loadFigures: null,
   shardSources: [], backend: null, gpu: null,
   sentSamples: 0,  // 16 kHz samples of the current recording handed to the worker
+  benchReady: null, benchResult: null,  // benchmark mode (?bench=asr)
 };
 const worker = new Worker('/worker.js');
 let rec = null;          // {stream, ctx, node, src}
@@ -98,7 +105,7 @@ async function boot() {
     $('demo-banner').hidden = false;
     $('how-to-weights').textContent = info.how_to_get_weights;
   }
-  renderModels();
+  if (!BENCH || info.models.length) renderModels();
   worker.postMessage({ type: 'init', backend: BACKEND, selftest: SELFTEST, subgroups: SUBGROUPS,
                        indexURL: info.pyodide.index_url,
                        packageURL: info.package_url });
@@ -576,6 +583,10 @@ function onWorkerMessage(e) {
       document.body.dataset.backend = msg.backend;
       showBackend(msg);
       updateButtons();
+      if (BENCH) startBench(msg);
+      break;
+    case 'benchResult':
+      finishBench(msg.result);
       break;
     case 'shardProgress':
       onShardProgress(msg);
@@ -638,6 +649,7 @@ function showBackend(msg) {
 }
 
 function onError(msg) {
+  if (BENCH && (msg.where === 'init' || msg.where === 'bench')) failBench(`${msg.where}: ${msg.message}`);
   if (msg.where === 'init') {
     setBody('runtime', 'error');
     $('runtime-status').textContent = 'failed';
@@ -692,6 +704,52 @@ dz.addEventListener('drop', (e) => {
 // a file dropped outside the zone should not navigate away from the app
 window.addEventListener('dragover', (e) => e.preventDefault());
 window.addEventListener('drop', (e) => e.preventDefault());
+
+// ---------------------------------------------------------------- benchmark mode
+
+function postBenchResult(obj) {
+  fetch('/result', { method: 'POST', body: JSON.stringify(obj) }).catch(() => {});
+}
+
+function showBench(text, stateName) {
+  const card = $('bench-card');
+  card.hidden = false;
+  $('bench-output').textContent = text;
+  setBody('bench', stateName);
+}
+
+function startBench(ready) {
+  if (BENCH !== 'asr') {
+    failBench(`unknown benchmark "${BENCH}" (known: asr)`);
+    return;
+  }
+  if (BACKEND !== 'auto' && ready.backend !== BACKEND) {
+    failBench(`the ${BACKEND} backend is not available: ${ready.fallback ? ready.fallback.reason : 'unknown reason'}`);
+    return;
+  }
+  const preset = params.get('preset') || 'tiny';
+  const seconds = Number(params.get('seconds') || 16);
+  const bandwidth = params.get('bandwidth') ? Number(params.get('bandwidth')) : null;
+  state.benchReady = ready;
+  showBench(`running: ASR benchmark, ${preset} model, ${seconds} s clip, ${ready.backendLabel} ...`, 'running');
+  worker.postMessage({ type: 'bench', preset, seconds, bandwidth });
+}
+
+function finishBench(result) {
+  const r = state.benchReady || {};
+  const full = { ok: true, ...result, page: { pyodide: r.pyodide, versions: r.versions, init_ms: r.initMs,
+    jspi: r.jspi, gpu: r.gpu ? { adapter: r.gpu.adapter, use_subgroups: r.gpu.use_subgroups,
+      use_shader_f16: r.gpu.use_shader_f16, adapter_info: r.gpu.adapter_info } : null, userAgent: navigator.userAgent } };
+  state.benchResult = full;
+  showBench(JSON.stringify(full, null, 1), 'done');
+  postBenchResult(full);
+}
+
+function failBench(message) {
+  state.benchResult = { ok: false, error: message };
+  showBench(`benchmark failed: ${message}`, 'error');
+  postBenchResult(state.benchResult);
+}
 
 window.voxtralApp = {
   state,

@@ -159,6 +159,28 @@ class Session:
                            "dim": p.get("dim"), "n_layers": p.get("n_layers"), "vocab_size": p.get("vocab_size"),
                            "tokenizer": self.pipe.tokenizer.backend})
 
+    def bench_asr(self, preset: str = "tiny", seconds: float = 16.0, backend: str = "numpy",
+                  bandwidth_gbs: float | None = None) -> str:
+        """The page's benchmark mode: `voxtral bench asr`'s passes (voxtral.asr_bench) on a random
+        model of the preset's size built here in memory, on this page's backend. Returns JSON with
+        the same fields as the CLI's (the memory figures are the worker's to add)."""
+        from voxtral.asr_bench import add_roofline, random_asr_model, time_asr
+        from voxtral.backends import NumpyOps
+
+        self.pipe, self.live = None, None  # a loaded model's memory first
+        t0 = time.perf_counter()
+        ops = self._make_ops(backend) or NumpyOps()
+        cfg, weights = random_asr_model(preset)
+        build_s = time.perf_counter() - t0
+        r = time_asr(ops, cfg, weights, float(seconds))
+        host = getattr(ops, "host", None)
+        r = {"bench": "asr", "preset": preset, "model": f"random {preset} (in memory)", "backend": backend,
+             "host": "browser", "load_s": round(build_s + r["warmup_s"], 3), **r}
+        add_roofline(r, getattr(host, "adapter_name", "cpu (numpy in Pyodide)"), bandwidth_gbs)
+        r["gpu_allocated_mb"] = round(getattr(host, "allocated_bytes", 0) / 2**20, 1) if host else None
+        r["submits"] = getattr(ops, "submits", None)
+        return json.dumps(r)
+
     def _need_model(self) -> ASRPipeline:
         if self.pipe is None:
             raise VoxtralError("no model is loaded")

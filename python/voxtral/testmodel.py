@@ -5,8 +5,8 @@ Everything is tested on these: the Mistral layout (params.json with the real key
 audio block, TTS voices as `voice_embedding/<name>.pt`), the Q4_0 GGUF written with the `gguf`
 package, and byte shards of it as `split -b` makes them.
 
-Each tensor comes from its own RNG stream seeded by (seed, crc32(name)), so the same seed gives the
-same tensors in every format and in any order. Weights are scaled like a trained network
+The values come from `voxtral.random_weights` (one RNG stream per tensor, so the same seed gives the
+same tensors in every format and in any order). Weights are scaled like a trained network
 (std ~gain/sqrt(fan_in), norms near 1) so that greedy decoding produces varied tokens, and rounded
 to BF16 so the BF16 file and an f32 reference hold identical values.
 """
@@ -15,73 +15,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
-import zlib
 
 import numpy as np
 
-from voxtral.layout import asr_tensor_shapes, is_q4_candidate, tts_tensor_shapes
+from voxtral.layout import is_q4_candidate
 from voxtral.prepare.shard import DEFAULT_SHARD_BYTES, split_file  # noqa: F401 (split_file re-exported)
 from voxtral.presets import asr_params, tts_params
+from voxtral.random_weights import _rng, model_shapes, random_q4_raw, random_tensor
 from voxtral.weights.loader import KEY_KIND, KEY_PARAMS, KEY_TEKKEN, VOICE_PREFIX
 from voxtral.weights.safetensors import f32_to_bf16_bits, write_safetensors_bf16_stream
 from voxtral.weights.torch_pt import bf16_bits_to_f32, write_pt_bf16
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
-
-
-def random_tensor(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """A BF16-representable float32 tensor with trained-network-like scale for its role."""
-    rng = _rng(seed, name)
-    if name.endswith("cluster_usage"):
-        x = rng.uniform(1.0, 100.0, size=shape)  # EMA counts: positive
-    elif name.endswith("embedding_sum"):
-        x = rng.standard_normal(shape) * 5.0
-    elif name.endswith("original0"):
-        x = rng.uniform(0.5, 1.5, size=shape)  # weight-norm gains: positive
-    elif name.endswith(("attention_scale", "ffn_scale")):
-        x = 0.1 + 0.05 * rng.standard_normal(shape)  # LayerScale
-    elif len(shape) == 1 and "norm" in name:
-        x = 1.0 + 0.1 * rng.standard_normal(shape)
-    elif len(shape) == 1:
-        x = 0.05 * rng.standard_normal(shape)  # biases
-    else:
-        # std = gain/sqrt(fan_in). A uniform 0.5 gives a nearly position-independent ASR model whose
-        # greedy output repeats one token; a livelier conv stem and decoder make it follow the audio
-        # (the same gains as the transformers oracle tests, tests/oracle/hf_asr_oracle.py).
-        fan_in = int(np.prod(shape[1:]))
-        if "conv_layers" in name or name.startswith("layers."):
-            gain = 1.5
-        elif "embeddings" in name:
-            gain = 1.0
-        else:
-            gain = 0.5
-        x = rng.standard_normal(shape) * (gain / math.sqrt(fan_in))
-    return bf16_bits_to_f32(f32_to_bf16_bits(x.astype(np.float32))).reshape(shape)
-
-
-def random_q4_raw(name: str, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Random Q4_0 blocks directly (full-size GGUFs, where quantizing 4.4 B floats would take long).
-
-    Uniform nibbles give values (n-8)*d with std ~4.6 d; d is set for std 0.5/sqrt(fan_in)."""
-    rows, cols = shape
-    rng = _rng(seed, name)
-    raw = np.empty((rows, cols // 32, 18), dtype=np.uint8)  # [rows, blocks, 2 scale + 16 nibble bytes]
-    d = np.float16(0.5 / math.sqrt(cols) / 4.6 if "tok_embeddings" not in name else 1 / 4.6)
-    raw[:, :, 0:2] = np.frombuffer(d.tobytes(), dtype=np.uint8)
-    raw[:, :, 2:] = rng.integers(0, 256, size=(rows, cols // 32, 16), dtype=np.uint8)
-    return raw.reshape(rows, cols // 32 * 18)
-
-
 def model_params(kind: str, preset: str) -> dict:
     return asr_params(preset) if kind == "asr" else tts_params(preset)
-
-
-def model_shapes(kind: str, params: dict) -> dict[str, tuple[int, ...]]:
-    return asr_tensor_shapes(params) if kind == "asr" else tts_tensor_shapes(params)
 
 
 def model_tekken(kind: str, params: dict) -> dict:

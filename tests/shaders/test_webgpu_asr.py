@@ -111,7 +111,7 @@ def test_cli_backend_webgpu_equals_numpy(tmp_path):
     import sys
 
     from voxtral.audio import write_wav
-    from voxtral.bench import bench_clip
+    from voxtral.asr_bench import bench_clip
     wav = tmp_path / "clip.wav"
     write_wav(str(wav), bench_clip(2.5, SEED), 16000)
     for fmt in ("gguf", "mistral"):
@@ -125,3 +125,16 @@ def test_cli_backend_webgpu_equals_numpy(tmp_path):
             outs.append(json.loads(r.stdout))
         assert outs[0]["tokens"] == outs[1]["tokens"], (fmt, SEED)
         assert outs[1]["backend"] == "webgpu"
+
+
+def test_bench_passes_on_webgpu_equal_numpy(host):
+    """The benchmark's two passes (voxtral.asr_bench, also the page's benchmark mode) give the
+    numpy backend's tokens on the GPU."""
+    from voxtral.asr_bench import random_asr_model, time_asr
+    from voxtral.backends.webgpu.ops import WebGPUOps
+    cfg, weights = random_asr_model("tiny", SEED)
+    want = time_asr(NumpyOps(), cfg, weights, 1.5)
+    got = time_asr(WebGPUOps(host), cfg, weights, 1.5)
+    assert got["offline_tokens"] == want["offline_tokens"]
+    assert got["stream_tokens"] == want["stream_tokens"] and got["stream_eos"] == want["stream_eos"]
+    assert got["decode_steps"] == want["decode_steps"] > 0

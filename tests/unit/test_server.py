@@ -308,3 +308,46 @@ def test_serve_command_prints_url_and_demo_note(tmp_path):
     assert "RANDOM-WEIGHT DEMO MODEL" in err and "Hugging Face" in err
     assert "RANDOM-WEIGHT TTS DEMO MODEL" in err and "voxtral shard models/voxtral-tts-q4.gguf" in err
     assert os.path.exists(tmp_path / "data" / "tls" / "localhost-cert.pem")
+
+
+def test_static_export_has_everything_the_page_fetches(env, tmp_path):
+    """`voxtral serve --export`: /api/info as a file whose URLs all resolve inside the folder, the
+    package zip (with the benchmark modules), the runtime and the shards linked."""
+    from voxtral.serve.export import export_site
+    out = tmp_path / "site"
+    pyo = tmp_path / "pyodide"
+    pyo.mkdir()
+    (pyo / "pyodide.js").write_text("// fake runtime")
+    (pyo / "READY.json").write_text("{}")
+    e = env["cfg"]
+    cfg = ServerConfig(web_dir=e.web_dir, shaders_dir=e.shaders_dir, pyodide_dir=str(pyo), models=e.models)
+    export_site(cfg, str(out))
+    info = json.loads((out / "api" / "info").read_text())
+    assert info["package_url"] == "/py/voxtral.zip" and info["pyodide"]["ready"] is True
+    names = zipfile.ZipFile(out / "py" / "voxtral.zip").namelist()
+    assert {"voxtral/asr_bench.py", "voxtral/random_weights.py", "voxtral/browser.py"} <= set(names)
+    assert (out / "index.html").read_text() == (env["base"] / "web" / "index.html").read_text()
+    assert (out / "pyodide" / "pyodide.js").read_text() == "// fake runtime"
+    model = info["models"][0]
+    for s in model["shards"]:
+        data = (out / s["url"].lstrip("/")).read_bytes()
+        assert len(data) == s["size"] and hashlib.sha256(data).hexdigest() == s["sha256"]
+    # --copy: real files, no links out of the folder
+    copied = tmp_path / "copied"
+    export_site(cfg, str(copied), link=False)
+    assert not any(p.is_symlink() for p in copied.rglob("*"))
+    assert (copied / model["shards"][0]["url"].lstrip("/")).read_bytes() == shard_file(env)
+
+
+def test_export_refuses_without_runtime_or_app(env, tmp_path):
+    from voxtral.errors import VoxtralError
+    from voxtral.serve.export import export_site
+    cfg = env["cfg"]  # its runtime folder has no READY.json
+    ready = ServerConfig(web_dir=cfg.web_dir, shaders_dir=cfg.shaders_dir, pyodide_dir=str(tmp_path / "none"),
+                         models=[])
+    with pytest.raises(VoxtralError, match="Pyodide runtime is missing"):
+        export_site(ready, str(tmp_path / "a"))
+    no_app = ServerConfig(web_dir=str(tmp_path / "noweb"), shaders_dir=cfg.shaders_dir,
+                          pyodide_dir=cfg.pyodide_dir, models=[])
+    with pytest.raises(VoxtralError, match="browser app is not at"):
+        export_site(no_app, str(tmp_path / "b"))

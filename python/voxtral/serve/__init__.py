@@ -1,6 +1,7 @@
 """`voxtral serve`: the HTTPS dev server for the browser app (web/), see app.py for the URL space.
 
     voxtral serve [--host 127.0.0.1] [--port 8443] [--models DIR]
+    voxtral serve --export DIR [--models DIR] [--no-demo] [--copy]     (the same app as static files)
 
 Creates a self-signed certificate on first run (kept in ~/.local/share/voxtral/tls/), offers the
 model shards found under --models (or a generated random-weight demo model, said plainly), and
@@ -41,6 +42,13 @@ def _cmd_serve(args) -> int:
     from voxtral.model_paths import models_dir
 
     mdir = args.models or models_dir()
+    if args.export:
+        from voxtral.serve.export import export_site
+        cfg = build_config(mdir, allow_demo=not args.no_demo)
+        entries = export_site(cfg, args.export, link=not args.copy)
+        _log(f"voxtral serve: wrote the app as static files to {args.export} ({', '.join(entries)}); "
+             f"{len(cfg.models)} model(s)")
+        return 0
     cfg = build_config(mdir)
     if not os.path.isfile(os.path.join(cfg.web_dir, "index.html")):
         raise VoxtralError(f"the browser app is not at {cfg.web_dir}: run from a checkout (pip install -e .)")
@@ -101,4 +109,10 @@ def register(sub) -> None:
     s.add_argument("--port", type=int, default=8443, help="port (default 8443; 0 picks a free one)")
     s.add_argument("--models", default=None, help="folder with voxtral-q4-shards/ etc. (default ./models "
                                                   "or $VOXTRAL_MODELS)")
+    s.add_argument("--export", metavar="DIR", help="write the app as static files to DIR and exit "
+                                                   "(any static server can then host it)")
+    s.add_argument("--no-demo", action="store_true", help="with --export: include only real models found "
+                                                          "under --models, no generated demo model")
+    s.add_argument("--copy", action="store_true", help="with --export: copy the Pyodide runtime and the "
+                                                       "shards instead of linking them")
     s.set_defaults(func=_cmd_serve)

@@ -82,18 +82,23 @@ def _not_found() -> web.Response:
     return web.Response(status=404, text="404 not found\n")
 
 
+def site_info(cfg: ServerConfig) -> dict:
+    """/api/info: where the page finds the runtime, the package and the models."""
+    return {"pyodide": {"version": PYODIDE_VERSION, "index_url": "/pyodide/", "ready": cfg.pyodide_ready,
+                        "how_to_fetch": "python scripts/fetch_web_assets.py (or bash scripts/setup.sh)"},
+            "package_url": "/py/voxtral.zip",
+            "models": [m.to_json() for m in cfg.models],
+            "demo": any(m.demo for m in cfg.models) and not any(not m.demo and m.kind == "asr"
+                                                                for m in cfg.models),
+            "how_to_get_weights": cfg.how_to_get_weights}
+
+
 def make_app(cfg: ServerConfig) -> web.Application:
     pkg_zip = PackageZip(shaders_dir=cfg.shaders_dir if os.path.isdir(cfg.shaders_dir) else None)
     models = {m.id: m for m in cfg.models}
 
     def info() -> dict:
-        return {"pyodide": {"version": PYODIDE_VERSION, "index_url": "/pyodide/", "ready": cfg.pyodide_ready,
-                            "how_to_fetch": "python scripts/fetch_web_assets.py (or bash scripts/setup.sh)"},
-                "package_url": "/py/voxtral.zip",
-                "models": [m.to_json() for m in cfg.models],
-                "demo": any(m.demo for m in cfg.models) and not any(not m.demo and m.kind == "asr"
-                                                                    for m in cfg.models),
-                "how_to_get_weights": cfg.how_to_get_weights}
+        return site_info(cfg)
 
     async def static_under(request, root: str, rel: str, **kw):
         try:
