@@ -437,16 +437,52 @@ class Kernels:
             bindings[5] = residual
         return bindings
 
-    def q4_matvec(self, seq, x, w, out, bias=None, residual=None) -> None:
+    # Four Q4 blocks per row in flight per lane (see q4_matvec.wgsl); VOXTRAL_MATVEC_UNROLL=0 keeps
+    # one (the A/B switch of the device benchmarks). The results are bitwise the same.
+    matvec_unroll = os.environ.get("VOXTRAL_MATVEC_UNROLL", "1") != "0"
+
+    def q4_matvec(self, seq, x, w, out, bias=None, residual=None, *, norm=None, swiglu_up=None) -> None:
+        """out = [residual +] in·Wᵀ [+ bias] for M <= 4 rows, where the input `in` is
+          x                                  plain;
+          rmsnorm(x)·nw [· (1 + ada)]        norm = (nw, eps, ada or None): the norm is fused;
+          silu(x) · swiglu_up                x, swiglu_up = the gate and up views (one buffer)."""
         _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
         _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
-        flags = self._linear_checks(x, w, out, bias, residual)
+        x_off, up_off = 0, 0
+        if swiglu_up is not None:
+            up = swiglu_up
+            _require(up.buffer is x.buffer and up.row_stride == x.row_stride and up.shape == x.shape
+                     and x.dtype == up.dtype == "f32", "swiglu: gate and up must be views of one f32 buffer")
+            _require(x.offset % 4 == 0 and up.offset % 4 == 0 and x.row_stride % 4 == 0,
+                     "swiglu: gate/up views must be vec4-aligned")
+            x_off, up_off = x.offset // 4, (up.offset - x.offset) // 4
+            _require(up_off > 0, "swiglu: up must follow gate in the buffer")
+            flags = self._linear_checks(GPUTensor(x.buffer, x.shape), w, out, bias, residual)
+            flags.add("SWIGLU")
+        else:
+            flags = self._linear_checks(x, w, out, bias, residual)
+        if norm is not None:
+            _require(swiglu_up is None, "norm and swiglu prologues do not combine")
+            norm_w, eps, ada = norm
+            _require(norm_w.contiguous and norm_w.size == w.cols, f"norm weight must have {w.cols} values")
+            flags.add("NORM")
+            if ada is not None:
+                _require(ada.contiguous and ada.size == w.cols, f"ada must have {w.cols} values")
+                flags.add("NORM_ADA")
+        if self.matvec_unroll:
+            flags.add("UNROLL4")
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
+        eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
             gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
             params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
-                                   out.offset + block.row_start, gx, block.row_start)
+                                   out.offset + block.row_start, gx, block.row_start,
+                                   x.row_stride // 4, x_off, up_off, eps)
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
+            if norm is not None:
+                bindings[6] = norm[0]
+                if norm[2] is not None:
+                    bindings[7] = norm[2]
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
 
     def q4_matmul(self, seq, x, w, out, bias=None, residual=None) -> None:

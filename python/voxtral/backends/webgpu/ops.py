@@ -21,6 +21,7 @@ Host-agnostic: numpy + stdlib; the GPU is reached only through the `GPUHost` ada
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -302,24 +303,59 @@ class WebGPUOps:
     def linear_split(self, x, ws, bs=None):
         """Linears of one input as ONE matmul over the row-concatenated weights (fused once, at
         first use); returns the column ranges of its output as views."""
-        bs = tuple(bs) if bs is not None else (None,) * len(ws)
         x = self.asarray(x)
         if not x.contiguous:
             x = self._contiguous(x)
-        key = ("split",) + tuple(id(w) for w in ws) + tuple(id(b) for b in bs)
-        hit = self._weights.get(key)
-        if hit is None or any(a is not b for a, b in zip(hit[0], ws + bs)):
-            hit = (tuple(ws) + bs, self._fuse_rows(ws), self._fuse_bias(ws, bs))
-            self._weights[key] = hit
-        _, gw, gb = hit
+        gw, gb = self._split_weight(ws, bs)
         out = self._alloc((x.shape[0], gw.rows))
         self._linear_rows(x, gw, out, gb)
-        views, c = [], 0
-        for w in ws:
-            n = w.shape[0]
-            views.append(out.view_cols(c, c + n))
-            c += n
-        return views
+        return _split_views(out, ws)
+
+    # The one-token decode step is launch-bound, so the norm before QKV and gate/up and the SwiGLU
+    # before W2 ride on the Q4 matvec as prologues (-78 dispatches per step for 26 layers).
+    # False: separate dispatches (the A/B switch of the device benchmarks, VOXTRAL_FUSE_PROLOGUES=0).
+    fuse_prologues = os.environ.get("VOXTRAL_FUSE_PROLOGUES", "1") != "0"
+
+    def norm_linear_split(self, h, norm_w, eps: float, ws, bs=None, ada=None):
+        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs); for <= 4 rows of Q4 weights the
+        norm is the matvec's prologue (one dispatch)."""
+        h = self.asarray(h)
+        if not h.contiguous:
+            h = self._contiguous(h)
+        gw, gb = self._split_weight(ws, bs)
+        if not (self.fuse_prologues and gw.dtype == "q4_0" and h.shape[0] <= MAX_M_MATVEC
+                and h.shape[1] % 4 == 0):
+            return self.linear_split(self.rmsnorm(h, norm_w, eps, ada), ws, bs)
+        out = self._alloc((h.shape[0], gw.rows))
+        self.k.q4_matvec(self.seq, h, gw, out, gb,
+                         norm=(self._param(norm_w), eps, None if ada is None else self._param(ada)))
+        return _split_views(out, ws)
+
+    def swiglu_linear(self, gate, up, w, b=None, residual=None):
+        """[residual +] W·(silu(gate) ⊙ up) [+ b]; for <= 4 rows of a Q4 W whose gate/up are the
+        column halves of one fused output, the SwiGLU is the matvec's prologue (one dispatch)."""
+        gw = self._weight(w)
+        if (self.fuse_prologues and gw.dtype == "q4_0" and isinstance(gate, GPUTensor)
+                and isinstance(up, GPUTensor) and gate.buffer is up.buffer and gate.shape[0] <= MAX_M_MATVEC
+                and gate.row_stride == up.row_stride and gate.offset + gate.cols == up.offset
+                and gate.offset % 4 == 0 and gate.cols % 4 == 0 and gate.row_stride % 4 == 0):
+            out = self._alloc((gate.shape[0], gw.rows))
+            if residual is not None and not residual.contiguous:
+                residual = self._contiguous(residual)
+            self.k.q4_matvec(self.seq, gate, gw, out, None if b is None else self._param(b), residual,
+                             swiglu_up=up)
+            return out
+        return self.linear(self.swiglu(gate, up), w, b, residual=residual)
+
+    def _split_weight(self, ws, bs):
+        """(fused weight, fused bias or None) of row-concatenated ws, made once per weight set."""
+        bs = tuple(bs) if bs is not None else (None,) * len(ws)
+        key = ("split",) + tuple(id(w) for w in ws) + tuple(id(b) for b in bs)
+        hit = self._weights.get(key)
+        if hit is None or any(a is not b for a, b in zip(hit[0], tuple(ws) + bs)):
+            hit = (tuple(ws) + bs, self._fuse_rows(ws), self._fuse_bias(ws, bs))
+            self._weights[key] = hit
+        return hit[1], hit[2]
 
     def _fuse_rows(self, ws) -> GPUWeight:
         if all(hasattr(w, "raw") for w in ws) and ws[0].shape[1] % 64 == 0:
@@ -543,6 +579,16 @@ class WebGPUOps:
         out = self._alloc((1, x.shape[1]))
         self.k.sum_rows(self.seq, x, out)
         return out
+
+
+def _split_views(out, ws) -> list:
+    """The column ranges of a fused output, one per weight of the split."""
+    views, c = [], 0
+    for w in ws:
+        n = w.shape[0]
+        views.append(out.view_cols(c, c + n))
+        c += n
+    return views
 
 
 def _ring_positions(q_pos: np.ndarray, k_pos: np.ndarray) -> bool:
