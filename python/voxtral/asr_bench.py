@@ -21,7 +21,7 @@ from voxtral.layout import ASR_PREFIX
 from voxtral.models.asr.model import ASRModel
 from voxtral.models.asr.transcribe import ASRStream, DecoderSession
 from voxtral.presets import asr_params
-from voxtral.random_weights import random_weights
+from voxtral.random_weights import model_shapes, random_weights
 
 PIECE_S = 0.08  # one audio token: what the page's microphone path hands over at a time
 
@@ -47,8 +47,17 @@ def random_asr_model(preset: str, seed: int = 0) -> tuple[ASRConfig, dict]:
     return ASRConfig.from_params(params), dict(random_weights("asr", params, seed))
 
 
+def bench_model(ops, preset: str, seed: int = 0) -> tuple[ASRConfig, dict]:
+    """`random_asr_model` loaded the way a model file is: tensor by tensor through
+    `ops.load_weights` (straight to the GPU on WebGPU: in the browser the wasm heap stays small)."""
+    params = asr_params(preset)
+    return ASRConfig.from_params(params), ops.load_weights(random_weights("asr", params, seed),
+                                                           model_shapes("asr", params))
+
+
 def _nbytes(w) -> int:
-    return int(w.raw.nbytes) if hasattr(w, "raw") else int(np.asarray(w).nbytes)
+    """Bytes of a weight as stored: Q4 blocks (host or GPU-resident) or a dense array."""
+    return int(w.raw.nbytes) if hasattr(w, "raw") else int(w.nbytes)
 
 
 def decoder_bytes_per_step(weights: dict, cfg: ASRConfig, n_positions: int) -> int:

@@ -36,7 +36,9 @@ class ASRPipeline:
             self.ops, self.backend, self.backend_note = ops, backend, None
         else:
             self.ops, self.backend, self.backend_note = make_ops(backend)
-        self.model = ASRModel(self.config, weights if weights is not None else model_files.weights(), self.ops)
+        if weights is None:  # tensor by tensor: a GPU backend keeps no host copy of the model
+            weights = self.ops.load_weights(model_files.iter_tensors(), model_files.shapes)
+        self.model = ASRModel(self.config, weights, self.ops)
         self.ids = {"bos_id": self.tokenizer.bos_id, "eos_id": self.tokenizer.eos_id,
                     "pad_id": self.tokenizer.special_id("[STREAMING_PAD]")}
         self.load_s = time.perf_counter() - t0

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 
-from voxtral.asr_bench import add_roofline, random_asr_model, time_asr
+from voxtral.asr_bench import add_roofline, bench_model, time_asr
 
 
 def bench_model_path(kind: str, preset: str, models_dir: str = "models") -> str:
@@ -39,9 +39,9 @@ def run_asr_bench(preset: str = "tiny", seconds: float = 16.0, backend: str = "a
     if model:
         mf = open_model(model)
         cfg = ASRConfig.from_params(mf.params, mf.tokenizer().audio_config)
-        weights = mf.weights()
+        weights = ops.load_weights(mf.iter_tensors(), mf.shapes)
     else:
-        cfg, weights = random_asr_model(preset)
+        cfg, weights = bench_model(ops, preset)
     build_s = time.perf_counter() - t0
     r = time_asr(ops, cfg, weights, seconds, stream=stream)
     host = getattr(ops, "host", None)

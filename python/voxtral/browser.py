@@ -164,13 +164,13 @@ class Session:
         """The page's benchmark mode: `voxtral bench asr`'s passes (voxtral.asr_bench) on a random
         model of the preset's size built here in memory, on this page's backend. Returns JSON with
         the same fields as the CLI's (the memory figures are the worker's to add)."""
-        from voxtral.asr_bench import add_roofline, random_asr_model, time_asr
+        from voxtral.asr_bench import add_roofline, bench_model, time_asr
         from voxtral.backends import NumpyOps
 
         self.pipe, self.live = None, None  # a loaded model's memory first
         t0 = time.perf_counter()
         ops = self._make_ops(backend) or NumpyOps()
-        cfg, weights = random_asr_model(preset)
+        cfg, weights = bench_model(ops, preset)  # on WebGPU straight to the GPU, tensor by tensor
         build_s = time.perf_counter() - t0
         r = time_asr(ops, cfg, weights, float(seconds))
         host = getattr(ops, "host", None)

@@ -157,3 +157,23 @@ def is_q4_candidate(name: str, shape: tuple[int, ...]) -> bool:
     if len(shape) != 2 or shape[1] % 32 != 0:
         return False
     return not name.endswith("embedding_sum")
+
+
+# Weights that a layer multiplies with the same input, in the order `TransformerLayer` passes them
+# to `linear_split` (Q/K/V; gate/up): a GPU backend stores each group as one row-concatenated matrix.
+SPLIT_GROUPS = (("attention.wq.weight", "attention.wk.weight", "attention.wv.weight"),
+                ("feed_forward.w1.weight", "feed_forward.w3.weight"))
+
+
+def split_groups(names) -> list[tuple[str, ...]]:
+    """The fused groups (full tensor names, in order) present among `names`."""
+    names = set(names)
+    out = []
+    for first, *rest in SPLIT_GROUPS:
+        for n in sorted(names):
+            if n.endswith(first):
+                prefix = n[: -len(first)]
+                group = (n,) + tuple(prefix + r for r in rest)
+                if all(g in names for g in group):
+                    out.append(group)
+    return out

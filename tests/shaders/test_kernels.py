@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from voxtral.backends.webgpu import Kernels, preprocess
-from voxtral.backends.webgpu.kernels import GPUTensor, expand_includes
+from voxtral.backends.webgpu.kernels import expand_includes
 from voxtral.weights.q4 import Q4Tensor
 from kernel_helpers import SESSION_SEED, max_rel, run, seed_of  # noqa: F401
 
@@ -73,17 +73,15 @@ def test_shaders_fit_browser_default_limits():
 # ------------------------------------------------------------------------- Q4 matvec
 
 
-@pytest.mark.parametrize("unroll", [True, False], ids=["unroll4", "unroll1"])
 @pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
 @pytest.mark.parametrize("m", [1, 3, 4])
 @pytest.mark.parametrize("n,k_dim", [(1, 32), (257, 96), (1000, 1280), (2000, 256), (3072, 3072), (31, 4128)])
-def test_q4_matvec(host, unroll, subgroups, m, n, k_dim, record_error):
+def test_q4_matvec(host, subgroups, m, n, k_dim, record_error):
     if subgroups and not host.has_subgroups:
         pytest.skip("adapter has no subgroups")
-    seed = seed_of("q4_matvec", unroll, subgroups, m, n, k_dim)
+    seed = seed_of("q4_matvec", subgroups, m, n, k_dim)
     rng = np.random.default_rng(seed)
     k = Kernels(host, use_subgroups=subgroups)
-    k.matvec_unroll = unroll  # 4 blocks per lane in flight, or 1: the same sums either way
     q, w = q4_weight(rng, n, k_dim)
     x = rng.standard_normal((m, k_dim)).astype(np.float32)
     gw = k.upload_weight(q)
@@ -98,6 +96,25 @@ def test_q4_matvec(host, unroll, subgroups, m, n, k_dim, record_error):
     err = float(np.max(np.abs(k.read(out) - ref)) / scale)
     record_error("q4_matvec", err)
     assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
+
+
+def test_q4_rows_written_in_place_equal_an_upload(host):
+    """alloc_q4 + write_q4_rows (the resident load path: parts written at their row offsets,
+    across row-block boundaries) give the bytes upload_weight gives for the whole matrix."""
+    rng = np.random.default_rng(seed_of("q4_rows"))
+    row_bytes = 128 // 32 * 18
+    k = Kernels(host, max_binding_bytes=7 * row_bytes + 4)  # 7 rows per block
+    parts = [q4_weight(rng, n, 128)[0] for n in (5, 11, 3)]
+    whole = Q4Tensor((19, 128), np.concatenate([p.raw for p in parts]))
+    ref = k.upload_weight(whole)
+    gw = k.alloc_q4(19, 128)
+    for p in reversed(list(zip([0, 5, 16], parts))):  # any order
+        k.write_q4_rows(gw, p[0], p[1].raw)
+    assert [(b.row_start, b.n_rows) for b in gw.blocks] == [(b.row_start, b.n_rows) for b in ref.blocks]
+    for a, b in zip(gw.blocks, ref.blocks):
+        assert host.read_buffer(a.buffer) == host.read_buffer(b.buffer)
+    with pytest.raises(ValueError, match="outside a weight"):
+        k.write_q4_rows(gw, 17, parts[2].raw)
 
 
 @pytest.mark.parametrize("mode", ["bias", "bias+residual", "accumulate"])
@@ -134,85 +151,6 @@ def test_q4_linear_bias_residual_and_split(host, mode, m, record_error):
     err = max_rel(k.read(out), ref)
     record_error("q4 bias/residual/split", err)
     assert err < TILED_BOUND, f"seed={seed} err={err:.3g}"
-
-
-@pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
-@pytest.mark.parametrize("ada", [False, True])
-@pytest.mark.parametrize("m,n,k_dim", [(1, 700, 3072), (3, 257, 1280), (4, 96, 96)])
-def test_q4_matvec_with_fused_rmsnorm(host, subgroups, ada, m, n, k_dim, record_error):
-    """The norm prologue: out = residual + (rmsnorm(x)·w [·(1+s)])·Wᵀ, against float64, with the
-    weight in 3 row blocks (each block's workgroups recompute the norm)."""
-    if subgroups and not host.has_subgroups:
-        pytest.skip("adapter has no subgroups")
-    seed = seed_of("q4_matvec_norm", subgroups, ada, m, n, k_dim)
-    rng = np.random.default_rng(seed)
-    row_bytes = k_dim // 32 * 18
-    k = Kernels(host, use_subgroups=subgroups, max_binding_bytes=-(-n // 3) * row_bytes + 4)
-    q, w = q4_weight(rng, n, k_dim)
-    gw = k.upload_weight(q)
-    assert len(gw.blocks) == 3
-    x = (rng.standard_normal((m, k_dim)) * rng.uniform(0.1, 10, (m, 1))).astype(np.float32)
-    nw = rng.standard_normal(k_dim).astype(np.float32)
-    s = (0.1 * rng.standard_normal(k_dim)).astype(np.float32)
-    r = rng.standard_normal((m, n)).astype(np.float32)
-    eps = 1e-5
-    out = k.empty((m, n))
-    k.fill_bits(out, NAN_BITS)
-    norm = (k.tensor(nw), eps, k.tensor(s) if ada else None)
-    run(k, lambda q_: k.q4_matvec(q_, k.tensor(x), gw, out, residual=k.tensor(r), norm=norm))
-    x64 = x.astype(np.float64)
-    y = x64 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + eps) * nw
-    if ada:
-        y = y * (1.0 + s.astype(np.float64))
-    ref = y @ w.T
-    scale = max(np.abs(ref).max(), (np.abs(y) @ np.abs(w).T).max() / 8)
-    err = float(np.max(np.abs(k.read(out) - r - ref)) / scale)
-    record_error("q4 matvec + rmsnorm", err)
-    assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
-
-
-@pytest.mark.parametrize("m,hidden,n", [(1, 1024, 300), (4, 96, 64)])
-def test_q4_matvec_with_fused_swiglu(k, m, hidden, n, record_error):
-    """The SwiGLU prologue: gate and up are the column halves of one [M, 2·hidden] output
-    (stored in the middle of a wider buffer), out = bias + (silu(gate)·up)·Wᵀ, against float64."""
-    seed = seed_of("q4_matvec_swiglu", m, hidden, n)
-    rng = np.random.default_rng(seed)
-    q, w = q4_weight(rng, n, hidden)
-    gw = k.upload_weight(q)
-    pad = 8  # gate starts 8 floats into each row: offsets must be honoured
-    gu = (3 * rng.standard_normal((m, pad + 2 * hidden + 4))).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    buf = k.tensor(gu)
-    stride = gu.shape[1]
-    gate = GPUTensor(buf.buffer, (m, hidden), "f32", pad, stride)
-    up = GPUTensor(buf.buffer, (m, hidden), "f32", pad + hidden, stride)
-    out = k.empty((m, n))
-    k.fill_bits(out, NAN_BITS)
-    run(k, lambda q_: k.q4_matvec(q_, gate, gw, out, bias=k.tensor(b), swiglu_up=up))
-    g64 = gu[:, pad:pad + hidden].astype(np.float64)
-    a = g64 / (1.0 + np.exp(-g64)) * gu[:, pad + hidden:pad + 2 * hidden]
-    ref = a @ w.T + b
-    scale = max(np.abs(ref).max(), (np.abs(a) @ np.abs(w).T).max() / 8)
-    err = float(np.max(np.abs(k.read(out) - ref)) / scale)
-    record_error("q4 matvec + swiglu", err)
-    assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
-
-
-def test_fused_prologue_arguments_are_checked(k):
-    rng = np.random.default_rng(0)
-    q, _ = q4_weight(rng, 8, 64)
-    gw = k.upload_weight(q)
-    buf = k.tensor(np.zeros((1, 132), np.float32))
-    out = k.empty((1, 8))
-    with pytest.raises(Exception, match="up must follow gate"):
-        k.q4_matvec([], GPUTensor(buf.buffer, (1, 64), "f32", 64, 132), gw, out,
-                    swiglu_up=GPUTensor(buf.buffer, (1, 64), "f32", 0, 132))
-    with pytest.raises(Exception, match="vec4-aligned"):
-        k.q4_matvec([], GPUTensor(buf.buffer, (1, 64), "f32", 1, 132), gw, out,
-                    swiglu_up=GPUTensor(buf.buffer, (1, 64), "f32", 65, 132))
-    with pytest.raises(Exception, match="norm weight must have 64"):
-        k.q4_matvec([], k.tensor(np.zeros((1, 64), np.float32)), gw, out,
-                    norm=(k.tensor(np.ones(32, np.float32)), 1e-5, None))
 
 
 @pytest.mark.parametrize("m", [1, 5])

@@ -130,11 +130,16 @@ def test_cli_backend_webgpu_equals_numpy(tmp_path):
 def test_bench_passes_on_webgpu_equal_numpy(host):
     """The benchmark's two passes (voxtral.asr_bench, also the page's benchmark mode) give the
     numpy backend's tokens on the GPU."""
-    from voxtral.asr_bench import random_asr_model, time_asr
+    from voxtral.asr_bench import bench_model, random_asr_model, time_asr
     from voxtral.backends.webgpu.ops import WebGPUOps
+    from voxtral.backends.webgpu.resident import ResidentWeight
     cfg, weights = random_asr_model("tiny", SEED)
     want = time_asr(NumpyOps(), cfg, weights, 1.5)
-    got = time_asr(WebGPUOps(host), cfg, weights, 1.5)
+    ops = WebGPUOps(host)
+    _, resident = bench_model(ops, "tiny", SEED)  # Q4 straight to the GPU, Q/K/V and gate/up fused
+    assert isinstance(resident["layers.0.attention.wk.weight"], ResidentWeight)
+    assert not resident["layers.0.attention.wk.weight"].whole
+    got = time_asr(ops, cfg, resident, 1.5)
     assert got["offline_tokens"] == want["offline_tokens"]
     assert got["stream_tokens"] == want["stream_tokens"] and got["stream_eos"] == want["stream_eos"]
     assert got["decode_steps"] == want["decode_steps"] > 0

@@ -179,13 +179,9 @@ class NumpyOps:
         bs = bs if bs is not None else (None,) * len(ws)
         return [self.linear(x, w, b) for w, b in zip(ws, bs)]
 
-    def norm_linear_split(self, h, norm_w, eps: float, ws, bs=None, ada=None) -> list[np.ndarray]:
-        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs) (fused into the matvec on the GPU)."""
-        return self.linear_split(self.rmsnorm(h, norm_w, eps, ada=ada), ws, bs)
-
-    def swiglu_linear(self, gate, up, w, b=None, residual=None) -> np.ndarray:
-        """[residual +] W·(silu(gate) ⊙ up) [+ b] (the SwiGLU fused into the matvec on the GPU)."""
-        return self.linear(self.swiglu(gate, up), w, b, residual=residual)
+    def load_weights(self, tensors, shapes: dict) -> dict:
+        """The model's weights from (name, value) pairs (a GPU backend uploads them as they come)."""
+        return dict(tensors)
 
     def rope_qk(self, q, k, positions, n_heads: int, n_kv_heads: int, head_dim: int, theta: float):
         """RoPE on queries and keys at the same positions (one dispatch on the GPU)."""

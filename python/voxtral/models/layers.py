@@ -202,9 +202,8 @@ class TransformerLayer:
         h = h + W2·(silu(W1·y) ⊙ W3·y) + b2,   y = n2(h) ⊙ (1 + ffn_ada)   (ffn_ada optional)
 
     `ffn_ada` is the decoder's time conditioning s_l: it scales only the FFN input.
-    Q/K/V and gate/up are each one `norm_linear_split` (one matmul on the GPU, whose column ranges
-    are the separate outputs, with the norm as its prologue for a few rows), the SwiGLU rides on
-    the W2 matmul (`swiglu_linear`), and the residual adds on the Wo and W2 matmuls.
+    Q/K/V and gate/up are each one `linear_split` (one matmul on the GPU, whose column ranges
+    are the separate outputs), and the residual adds ride on the Wo and W2 matmuls.
     """
 
     def __init__(self, cfg: TransformerConfig, w: LayerWeights):
@@ -213,19 +212,18 @@ class TransformerLayer:
 
     def __call__(self, ops, h, positions, cache: KVCache | None = None, ffn_ada=None):
         cfg, w = self.cfg, self.w
-        # q [M, n_heads*hd], k and v [M, n_kv_heads*hd] of n1(h)
-        q, k, v = ops.norm_linear_split(h, w.attention_norm, cfg.norm_eps, (w.wq, w.wk, w.wv),
-                                        (w.bq, w.bk, w.bv))
+        x = ops.rmsnorm(h, w.attention_norm, cfg.norm_eps)
+        # q [M, n_heads*hd], k and v [M, n_kv_heads*hd]
+        q, k, v = ops.linear_split(x, (w.wq, w.wk, w.wv), (w.bq, w.bk, w.bv))
         if cfg.use_rope:  # the TTS flow-matching head has no positional encoding
             q, k = ops.rope_qk(q, k, positions, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
         a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
         h = ops.linear(a, w.wo, w.bo, residual=h)
-        # gate, up [M, hidden] of y = n2(h) ⊙ (1 + ffn_ada)
-        gate, up = ops.norm_linear_split(h, w.ffn_norm, cfg.norm_eps, (w.w1, w.w3), ada=ffn_ada)
-        return ops.swiglu_linear(gate, up, w.w2, w.b2, residual=h)
+        x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps, ada=ffn_ada)
+        return swiglu(ops, x, w, residual=h)
 
 
 def swiglu(ops, x, w: LayerWeights, residual=None):
     """[residual +] W2·(silu(W1·x) ⊙ W3·x) + b2 -> [M, dim]."""
     gate, up = ops.linear_split(x, (w.w1, w.w3))  # [M, hidden] each
-    return ops.swiglu_linear(gate, up, w.w2, w.b2, residual=residual)
+    return ops.linear(ops.swiglu(gate, up), w.w2, w.b2, residual=residual)

@@ -390,6 +390,33 @@ class Kernels:
 
     upload_q4 = upload_weight
 
+    def alloc_q4(self, rows: int, cols: int, label: str = "") -> GPUWeight:
+        """An empty (zeroed) Q4_0 weight [rows, cols] in row blocks, to be filled with
+        write_q4_rows: the load path writes each tensor (or each part of a fused Q/K/V) straight
+        into place, so the bytes never need a host copy of the whole."""
+        _require(cols % 64 == 0, f"Q4 rows on the GPU need K % 64 == 0 (u32-aligned rows), got {cols}")
+        row_bytes = cols // Q4_BLOCK * Q4_BLOCK_BYTES
+        rows_per_block = (self.max_binding_bytes - Q4_PAD_BYTES) // row_bytes
+        _require(rows_per_block >= 1, f"one row of {row_bytes} bytes exceeds the binding limit")
+        weight = GPUWeight((int(rows), int(cols)), "q4_0")
+        for r0 in range(0, rows, rows_per_block):
+            n = min(rows, r0 + rows_per_block) - r0
+            weight.blocks.append(WeightBlock(self.host.create_buffer(n * row_bytes + Q4_PAD_BYTES, label=label),
+                                             r0, n))
+        return weight
+
+    def write_q4_rows(self, weight: GPUWeight, row0: int, raw: np.ndarray) -> None:
+        """Raw Q4_0 rows (uint8 [n, cols/32*18]) into rows [row0, row0 + n) of `weight`."""
+        row_bytes = weight.cols // Q4_BLOCK * Q4_BLOCK_BYTES
+        raw = np.asarray(raw, dtype=np.uint8).reshape(-1, row_bytes)
+        _require(0 <= row0 and row0 + raw.shape[0] <= weight.rows,
+                 f"rows [{row0}, {row0 + raw.shape[0]}) outside a weight of {weight.rows} rows")
+        for b in weight.blocks:
+            lo, hi = max(row0, b.row_start), min(row0 + raw.shape[0], b.row_start + b.n_rows)
+            if lo < hi:
+                part = np.ascontiguousarray(raw[lo - row0:hi - row0]).reshape(-1)
+                self.host.write_buffer(b.buffer, part, (lo - b.row_start) * row_bytes)
+
     def kv_cache(self, capacity: int, width: int, dtype: str = "f32", label: str = "kv") -> GPUTensor:
         """A ring cache [capacity, width] ('f32' or 'f16' halves); slot of position p = p % capacity."""
         _require(dtype in ("f32", "f16"), f"kv cache dtype must be 'f32' or 'f16', not {dtype!r}")
@@ -437,52 +464,16 @@ class Kernels:
             bindings[5] = residual
         return bindings
 
-    # Four Q4 blocks per row in flight per lane (see q4_matvec.wgsl); VOXTRAL_MATVEC_UNROLL=0 keeps
-    # one (the A/B switch of the device benchmarks). The results are bitwise the same.
-    matvec_unroll = os.environ.get("VOXTRAL_MATVEC_UNROLL", "1") != "0"
-
-    def q4_matvec(self, seq, x, w, out, bias=None, residual=None, *, norm=None, swiglu_up=None) -> None:
-        """out = [residual +] in·Wᵀ [+ bias] for M <= 4 rows, where the input `in` is
-          x                                  plain;
-          rmsnorm(x)·nw [· (1 + ada)]        norm = (nw, eps, ada or None): the norm is fused;
-          silu(x) · swiglu_up                x, swiglu_up = the gate and up views (one buffer)."""
+    def q4_matvec(self, seq, x, w, out, bias=None, residual=None) -> None:
         _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
         _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
-        x_off, up_off = 0, 0
-        if swiglu_up is not None:
-            up = swiglu_up
-            _require(up.buffer is x.buffer and up.row_stride == x.row_stride and up.shape == x.shape
-                     and x.dtype == up.dtype == "f32", "swiglu: gate and up must be views of one f32 buffer")
-            _require(x.offset % 4 == 0 and up.offset % 4 == 0 and x.row_stride % 4 == 0,
-                     "swiglu: gate/up views must be vec4-aligned")
-            x_off, up_off = x.offset // 4, (up.offset - x.offset) // 4
-            _require(up_off > 0, "swiglu: up must follow gate in the buffer")
-            flags = self._linear_checks(GPUTensor(x.buffer, x.shape), w, out, bias, residual)
-            flags.add("SWIGLU")
-        else:
-            flags = self._linear_checks(x, w, out, bias, residual)
-        if norm is not None:
-            _require(swiglu_up is None, "norm and swiglu prologues do not combine")
-            norm_w, eps, ada = norm
-            _require(norm_w.contiguous and norm_w.size == w.cols, f"norm weight must have {w.cols} values")
-            flags.add("NORM")
-            if ada is not None:
-                _require(ada.contiguous and ada.size == w.cols, f"ada must have {w.cols} values")
-                flags.add("NORM_ADA")
-        if self.matvec_unroll:
-            flags.add("UNROLL4")
+        flags = self._linear_checks(x, w, out, bias, residual)
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
-        eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
             gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
             params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
-                                   out.offset + block.row_start, gx, block.row_start,
-                                   x.row_stride // 4, x_off, up_off, eps)
+                                   out.offset + block.row_start, gx, block.row_start)
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
-            if norm is not None:
-                bindings[6] = norm[0]
-                if norm[2] is not None:
-                    bindings[7] = norm[2]
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
 
     def q4_matmul(self, seq, x, w, out, bias=None, residual=None) -> None:

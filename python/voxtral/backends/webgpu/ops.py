@@ -21,15 +21,16 @@ Host-agnostic: numpy + stdlib; the GPU is reached only through the `GPUHost` ada
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...config import TransformerConfig
+from ...errors import VoxtralError
 from .host import Copy
 from .kernels import MAX_M_MATVEC, GPUTensor, GPUWeight, Kernels
+from .resident import ResidentWeight, fused_weight, upload_resident, whole_weight
 
 # Rows a regular streaming step adds to an attention cache at most (the encoder gets up to
 # 32 tokens x 4 frames per chunk, the prompt 39 x 4): the GPU rings hold window + this - 1 rows so a
@@ -170,6 +171,11 @@ class WebGPUOps:
         self.seq.clear()
         return dispatches, keep
 
+    def encoder_step_graph(self, encoder, conv_states, caches, n_mel_frames: int):
+        """A recorded streaming encoder step of n_mel_frames mel frames (see step_graph)."""
+        from .step_graph import EncoderStepGraph
+        return EncoderStepGraph(self, encoder, conv_states, caches, n_mel_frames)
+
     def decode_step_graph(self, decoder, caches, scales):
         """A recorded decode step, or None when the token embedding needs the host (a dense
         table: BF16/F32 models gather rows on the CPU)."""
@@ -210,8 +216,15 @@ class WebGPUOps:
         return self._upload(np.zeros(shape, np.float32))
 
     # ----------------------------------------------------------------------- weights
+    def load_weights(self, tensors, shapes: dict) -> dict:
+        """The model's weights from (name, value) pairs taken one at a time: Q4 matrices go
+        straight to the GPU (see resident.py), the rest stays on the host."""
+        return upload_resident(self.k, tensors, shapes)
+
     def _weight(self, w) -> GPUWeight:
         """Upload a weight matrix once (Q4 stays Q4; dense as f32), cached per host object."""
+        if isinstance(w, ResidentWeight):
+            return whole_weight(w)
         hit = self._weights.get(id(w))
         if hit is None or hit[0] is not w:
             if hasattr(w, "raw") and w.shape[1] % 64 == 0:
@@ -239,9 +252,9 @@ class WebGPUOps:
 
     def _positions_tensor(self, positions) -> GPUTensor:
         p = np.asarray(positions, dtype=np.int64)
-        if self._capture is not None:  # a recorded step reads its position from a fixed buffer
-            if p.size != 1:
-                raise ValueError("a step graph records one position")
+        if self._capture is not None:  # a recorded step reads its positions from a fixed buffer
+            if p.size != self._capture[0].size:
+                raise ValueError(f"this step graph records {self._capture[0].size} position(s), not {p.size}")
             return self._capture[0]
         if p.size and (p.min() < 0 or p.max() >= 2**32):
             raise ValueError("positions must fit in u32")
@@ -311,53 +324,22 @@ class WebGPUOps:
         self._linear_rows(x, gw, out, gb)
         return _split_views(out, ws)
 
-    # The one-token decode step is launch-bound, so the norm before QKV and gate/up and the SwiGLU
-    # before W2 ride on the Q4 matvec as prologues (-78 dispatches per step for 26 layers).
-    # False: separate dispatches (the A/B switch of the device benchmarks, VOXTRAL_FUSE_PROLOGUES=0).
-    fuse_prologues = os.environ.get("VOXTRAL_FUSE_PROLOGUES", "1") != "0"
-
-    def norm_linear_split(self, h, norm_w, eps: float, ws, bs=None, ada=None):
-        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs); for <= 4 rows of Q4 weights the
-        norm is the matvec's prologue (one dispatch)."""
-        h = self.asarray(h)
-        if not h.contiguous:
-            h = self._contiguous(h)
-        gw, gb = self._split_weight(ws, bs)
-        if not (self.fuse_prologues and gw.dtype == "q4_0" and h.shape[0] <= MAX_M_MATVEC
-                and h.shape[1] % 4 == 0):
-            return self.linear_split(self.rmsnorm(h, norm_w, eps, ada), ws, bs)
-        out = self._alloc((h.shape[0], gw.rows))
-        self.k.q4_matvec(self.seq, h, gw, out, gb,
-                         norm=(self._param(norm_w), eps, None if ada is None else self._param(ada)))
-        return _split_views(out, ws)
-
-    def swiglu_linear(self, gate, up, w, b=None, residual=None):
-        """[residual +] W·(silu(gate) ⊙ up) [+ b]; for <= 4 rows of a Q4 W whose gate/up are the
-        column halves of one fused output, the SwiGLU is the matvec's prologue (one dispatch)."""
-        gw = self._weight(w)
-        if (self.fuse_prologues and gw.dtype == "q4_0" and isinstance(gate, GPUTensor)
-                and isinstance(up, GPUTensor) and gate.buffer is up.buffer and gate.shape[0] <= MAX_M_MATVEC
-                and gate.row_stride == up.row_stride and gate.offset + gate.cols == up.offset
-                and gate.offset % 4 == 0 and gate.cols % 4 == 0 and gate.row_stride % 4 == 0):
-            out = self._alloc((gate.shape[0], gw.rows))
-            if residual is not None and not residual.contiguous:
-                residual = self._contiguous(residual)
-            self.k.q4_matvec(self.seq, gate, gw, out, None if b is None else self._param(b), residual,
-                             swiglu_up=up)
-            return out
-        return self.linear(self.swiglu(gate, up), w, b, residual=residual)
-
     def _split_weight(self, ws, bs):
         """(fused weight, fused bias or None) of row-concatenated ws, made once per weight set."""
         bs = tuple(bs) if bs is not None else (None,) * len(ws)
         key = ("split",) + tuple(id(w) for w in ws) + tuple(id(b) for b in bs)
         hit = self._weights.get(key)
         if hit is None or any(a is not b for a, b in zip(hit[0], tuple(ws) + bs)):
-            hit = (tuple(ws) + bs, self._fuse_rows(ws), self._fuse_bias(ws, bs))
+            resident = fused_weight(ws)  # loaded as one matrix: nothing to fuse
+            hit = (tuple(ws) + bs, resident if resident is not None else self._fuse_rows(ws),
+                   self._fuse_bias(ws, bs))
             self._weights[key] = hit
         return hit[1], hit[2]
 
     def _fuse_rows(self, ws) -> GPUWeight:
+        if any(isinstance(w, ResidentWeight) for w in ws):
+            raise VoxtralError(f"weights loaded to the GPU separately cannot be fused now: {ws!r} "
+                               "(upload_resident fuses the groups of layout.SPLIT_GROUPS at load)")
         if all(hasattr(w, "raw") for w in ws) and ws[0].shape[1] % 64 == 0:
             from ...weights.q4 import Q4Tensor
             raw = np.concatenate([np.asarray(w.raw, np.uint8).reshape(w.shape[0], -1) for w in ws])

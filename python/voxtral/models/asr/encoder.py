@@ -81,6 +81,11 @@ class EncoderStream:
                             in zip(encoder.convs, encoder.conv_left_pads())]  # [K - stride, C_in] each
         self.caches = new_kv_caches(ops, encoder.cfg, extra_rows=frames_per_step)
         self.next_position = 0
+        # A backend that records steps (WebGPU) replays the regular one-token step (8 mel frames of
+        # a live 80 ms piece): the same dispatches, without hundreds of op calls from Python.
+        self.one_token_frames = frames_per_step * encoder.time_reduction
+        self._graph = None
+        self._use_graph = hasattr(ops, "encoder_step_graph")
 
     def step(self, mel_chunk):
         """mel_chunk [n_mels, t] with t a multiple of the time reduction -> [t/2, dim]."""
@@ -89,6 +94,8 @@ class EncoderStream:
             raise ValueError(f"chunk of {mel_chunk.shape[1]} mel frames is not a multiple of "
                              f"{self.encoder.time_reduction}")
         ops = self.ops
+        if self._use_graph and mel_chunk.shape[1] == self.one_token_frames:
+            return self._graph_step(mel_chunk)
         x = ops.asarray(mel_chunk.T)  # [t, n_mels]
         for i, (w, b, stride) in enumerate(self.encoder.convs):
             x = ops.concat_rows([self.conv_states[i], x])
@@ -101,6 +108,15 @@ class EncoderStream:
         positions = np.arange(self.next_position, self.next_position + n, dtype=np.int64)
         self.next_position += n
         return self.encoder.transformer(ops, x, positions, self.caches)
+
+    def _graph_step(self, mel_chunk):
+        if self._graph is None:
+            self._graph = self.ops.encoder_step_graph(self.encoder, self.conv_states, self.caches,
+                                                      self.one_token_frames)
+        out = self._graph.step(mel_chunk, self.next_position, self.conv_states)
+        self.conv_states = list(self._graph.states)  # the graph updated them in place
+        self.next_position += out.shape[0]
+        return out
 
     def kv_slots(self) -> int:
         """Rows allocated per layer for keys (memory bound check)."""

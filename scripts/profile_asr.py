@@ -1,17 +1,14 @@
-"""A/B of the decode-step kernel options on one in-memory random model (run on the GPU machine).
+"""Where the time of the full-size ASR model goes on the GPU (run on the GPU machine).
 
-For each variant (fused norm/SwiGLU prologues on or off, 4 or 1 Q4 blocks per lane in flight) a
-fresh WebGPUOps runs `voxtral bench asr`'s offline pass on the same weights, then the recorded
-decode step is replayed back to back (no host work between submits) as a whole and by kernel
-family: GPU-bound ms per step, the dispatch count, and where the time goes; for the last variant
-the whole-clip encoder's dispatches likewise.
-Prints one JSON object per variant (the same fields as `voxtral bench asr --json` plus "profile").
+On one in-memory random model (loaded to the GPU like a model file): the recorded decode step
+replayed back to back (no host work between submits), whole and by kernel family; then the
+whole-clip encoder's dispatches, recorded as they are submitted and replayed likewise. Prints one
+JSON object: `voxtral bench asr`'s offline figures plus "decode_profile" and "encoder_profile".
 
-Usage: python scripts/bench_variants.py [--preset full] [--seconds 16] [--steps 50] [--only NAME]
+Usage: python scripts/profile_asr.py [--preset full] [--seconds 16] [--steps 50]
 """
 import argparse
 import collections
-import gc
 import json
 import os
 import sys
@@ -21,18 +18,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from voxtral.asr_bench import add_roofline, random_asr_model, time_asr  # noqa: E402
+from voxtral.asr_bench import add_roofline, bench_model, time_asr  # noqa: E402
 from voxtral.backends.webgpu.ops import WebGPUOps  # noqa: E402
 from voxtral.models.asr.model import ASRModel  # noqa: E402
 from voxtral.models.asr.transcribe import DecoderSession  # noqa: E402
-
-VARIANTS = {  # name: (fuse_prologues, matvec_unroll)
-    "base": (False, False),
-    "unroll4": (False, True),
-    "fused": (True, False),
-    "fused+unroll4": (True, True),
-}
-
 
 def timed(ops, seq, n):
     ops.host.run(seq)
@@ -98,29 +87,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="full")
     ap.add_argument("--seconds", type=float, default=16.0)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--only", action="append", choices=sorted(VARIANTS), help="run just these variants")
-    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--steps", type=int, default=50, help="replays of the decode step")
     a = ap.parse_args()
+    ops = WebGPUOps()
     t0 = time.perf_counter()
-    cfg, weights = random_asr_model(a.preset)
-    print(f"bench_variants: random {a.preset} model built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    for name in a.only or VARIANTS:
-        fuse, unroll = VARIANTS[name]
-        ops = WebGPUOps()
-        ops.fuse_prologues = fuse
-        ops.k.matvec_unroll = unroll
-        r = time_asr(ops, cfg, weights, a.seconds, stream=False)
-        r = {"variant": name, "fuse_prologues": fuse, "matvec_unroll": unroll, **r}
-        add_roofline(r, ops.host.adapter_name)
-        r.pop("offline_tokens")
-        if not a.no_profile:
-            r["profile"] = profile_step(ops, cfg, weights, a.steps)
-            if name == (a.only or list(VARIANTS))[-1]:  # encoder kernels do not vary: once
-                r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
-        print(json.dumps(r), flush=True)
-        del ops
-        gc.collect()
+    cfg, weights = bench_model(ops, a.preset)
+    print(f"profile_asr: random {a.preset} model built and uploaded in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+    r = time_asr(ops, cfg, weights, a.seconds, stream=False)
+    r.pop("offline_tokens")
+    add_roofline(r, ops.host.adapter_name)
+    r["decode_profile"] = profile_step(ops, cfg, weights, a.steps)
+    r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
+    print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":
