@@ -47,6 +47,14 @@ const BACKENDS = {
         throw new Error('the WebGPU helper /gpu-host.js could not be loaded');
       }
       const gpu = await self.VoxtralGPU.create({ heap: () => pyodide._module.HEAPU8 });
+      // "auto" does not take a software adapter (SwiftShader: ~20x slower than numpy here), as the
+      // native CLI's auto does not take lavapipe; ?backend=webgpu still forces it.
+      const desc = JSON.parse(gpu.describe());
+      if (msg.backend !== 'webgpu' && desc.isFallbackAdapter) {
+        gpu.device.destroy();
+        throw Object.assign(new Error(`this browser's WebGPU adapter (${desc.name}) is a software fallback, `
+          + 'slower than numpy here (add ?backend=webgpu to use it anyway)'), { report: null });
+      }
       const report = JSON.parse(await pyCall(session.setup_webgpu, gpu,
         JSON.stringify({ force_fail: msg.selftest === 'fail', subgroups: msg.subgroups !== false })));
       if (!report.ok) throw Object.assign(new Error(report.message || 'the WebGPU self-test failed'), { report });

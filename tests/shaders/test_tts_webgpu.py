@@ -51,6 +51,29 @@ def pipes(ops, tiny):
     return TTSPipeline(tiny, backend="numpy"), TTSPipeline(tiny, ops=ops)
 
 
+def test_gpu_pipeline_loads_q4_matrices_straight_to_the_gpu(ops, tiny):
+    """TTSPipeline on WebGPU keeps no host copy of the backbone's and head's Q4 matrices (fused
+    Q/K/V written in place); the codec's weights, folded on the host, stay host arrays."""
+    from voxtral.backends.webgpu.resident import ResidentWeight
+    seen = {}
+    load = ops.load_weights
+
+    def spy(tensors, shapes, host_prefixes=()):
+        seen.update(load(tensors, shapes, host_prefixes))
+        return seen
+
+    ops.load_weights = spy
+    try:
+        TTSPipeline(tiny, ops=ops)
+    finally:
+        del ops.load_weights
+    resident = {n for n, v in seen.items() if isinstance(v, ResidentWeight)}
+    assert "layers.0.attention.wq.weight" in resident and not seen["layers.0.attention.wq.weight"].whole
+    assert any(n.startswith("acoustic_transformer.") for n in resident)
+    assert not any(n.startswith("audio_tokenizer.") for n in resident)
+    assert any(n.startswith("audio_tokenizer.") and hasattr(v, "raw") for n, v in seen.items())  # Q4, on the host
+
+
 @pytest.mark.parametrize("voice,seed", CASES)
 def test_speech_equals_numpy(pipes, voice, seed):
     ref_pipe, gpu_pipe = pipes

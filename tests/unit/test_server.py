@@ -351,3 +351,22 @@ def test_export_refuses_without_runtime_or_app(env, tmp_path):
                           pyodide_dir=cfg.pyodide_dir, models=[])
     with pytest.raises(VoxtralError, match="browser app is not at"):
         export_site(no_app, str(tmp_path / "b"))
+
+
+def test_serve_export_command(tmp_path):
+    """`voxtral serve --export DIR` from the command line: the checkout's page, /api/info as a file
+    with no model (--no-demo, empty --models), the package zip; exit code 0."""
+    assets = tmp_path / "assets" / "pyodide"
+    assets.mkdir(parents=True)
+    (assets / "READY.json").write_text("{}")
+    (assets / "pyodide.js").write_text("// runtime")
+    env = dict(os.environ, VOXTRAL_WEB_ASSETS=str(tmp_path / "assets"), VOXTRAL_DATA_DIR=str(tmp_path / "data"))
+    out = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "voxtral", "serve", "--export", str(out), "--no-demo",
+                        "--models", str(tmp_path / "models")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "static files" in r.stderr
+    assert json.loads((out / "api" / "info").read_text())["models"] == []
+    assert (out / "index.html").is_file() and (out / "worker.js").is_file()
+    assert (out / "pyodide" / "pyodide.js").read_text() == "// runtime"
+    assert "voxtral/asr_bench.py" in zipfile.ZipFile(out / "py" / "voxtral.zip").namelist()

@@ -179,7 +179,7 @@ class NumpyOps:
         bs = bs if bs is not None else (None,) * len(ws)
         return [self.linear(x, w, b) for w, b in zip(ws, bs)]
 
-    def load_weights(self, tensors, shapes: dict) -> dict:
+    def load_weights(self, tensors, shapes: dict, host_prefixes=()) -> dict:
         """The model's weights from (name, value) pairs (a GPU backend uploads them as they come)."""
         return dict(tensors)
 

@@ -216,10 +216,11 @@ class WebGPUOps:
         return self._upload(np.zeros(shape, np.float32))
 
     # ----------------------------------------------------------------------- weights
-    def load_weights(self, tensors, shapes: dict) -> dict:
+    def load_weights(self, tensors, shapes: dict, host_prefixes=()) -> dict:
         """The model's weights from (name, value) pairs taken one at a time: Q4 matrices go
-        straight to the GPU (see resident.py), the rest stays on the host."""
-        return upload_resident(self.k, tensors, shapes)
+        straight to the GPU (see resident.py), the rest, and names under host_prefixes (weights
+        the model code reads on the host), stays on the host."""
+        return upload_resident(self.k, tensors, shapes, host_prefixes)
 
     def _weight(self, w) -> GPUWeight:
         """Upload a weight matrix once (Q4 stays Q4; dense as f32), cached per host object."""

@@ -43,11 +43,15 @@ def _gpu_q4(value, shape) -> bool:
     return hasattr(value, "raw") and len(shape) == 2 and shape[1] % 64 == 0
 
 
-def upload_resident(kernels, tensors: Iterable[tuple[str, Any]], shapes: dict[str, tuple]) -> dict[str, Any]:
+def upload_resident(kernels, tensors: Iterable[tuple[str, Any]], shapes: dict[str, tuple],
+                    host_prefixes=()) -> dict[str, Any]:
     """{name: ResidentWeight | host value} from (name, value) pairs consumed one at a time.
-    shapes: every tensor's shape (phase 1), so a fused group is allocated before its first part."""
+    shapes: every tensor's shape (phase 1), so a fused group is allocated before its first part.
+    Names starting with one of host_prefixes stay host values (the TTS codec folds its weights
+    on the host)."""
+    host_prefixes = tuple(host_prefixes)
     groups = {}
-    for g in split_groups(shapes):
+    for g in split_groups(n for n in shapes if not (host_prefixes and n.startswith(host_prefixes))):
         if len({shapes[n][1] for n in g}) == 1 and all(len(shapes[n]) == 2 for n in g):
             for n in g:
                 groups[n] = g
@@ -55,7 +59,7 @@ def upload_resident(kernels, tensors: Iterable[tuple[str, Any]], shapes: dict[st
     out: dict[str, Any] = {}
     for name, value in tensors:
         shape = tuple(getattr(value, "shape", shapes.get(name, ())))
-        if not _gpu_q4(value, shape):
+        if not _gpu_q4(value, shape) or (host_prefixes and name.startswith(host_prefixes)):
             out[name] = value
             continue
         group = groups.get(name)
