@@ -29,7 +29,7 @@ struct Params {
     _pad0: u32,
 }
 
-// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, put_x, put_w, tile_accumulate)
 
 @group(0) @binding(0) var<storage, read> weights: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -74,8 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     }
                 }
             }
-            x_tile[(k_part + c) * TILE + load_row] = xv;
-            w_tile[(k_part + c) * TILE + load_row] = wv;
+            put_x(k_part + c, load_row, xv);
+            put_w(k_part + c, load_row, wv);
         }
         workgroupBarrier();
 

@@ -30,7 +30,7 @@ struct Params {
     _pad1: u32,
 }
 
-// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, put_x, put_w, tile_accumulate)
 
 // #if W_F16
 // #if SHADER_F16
@@ -84,10 +84,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     wv = weight_pair((n * p.K + k) / 2u);
                 }
             }
-            x_tile[(k_part + c) * TILE + load_row] = xv.x;
-            x_tile[(k_part + c + 1u) * TILE + load_row] = xv.y;
-            w_tile[(k_part + c) * TILE + load_row] = wv.x;
-            w_tile[(k_part + c + 1u) * TILE + load_row] = wv.y;
+            put_x(k_part + c, load_row, xv.x);
+            put_x(k_part + c + 1u, load_row, xv.y);
+            put_w(k_part + c, load_row, wv.x);
+            put_w(k_part + c + 1u, load_row, wv.y);
         }
         workgroupBarrier();
 

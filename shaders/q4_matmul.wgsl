@@ -32,7 +32,7 @@ struct Params {
     _pad1: u32,
 }
 
-// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, tile_accumulate)
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, put_x, put_w, tile_accumulate)
 const BLOCK_BYTES: u32 = 18u;
 
 @group(0) @binding(0) var<storage, read> weights: array<u32>;
@@ -104,8 +104,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let kx = load_part * 8u;
         for (var c = 0u; c < 4u; c++) {
-            x_tile[(kx + c) * TILE + load_row] = xa[c];
-            x_tile[(kx + 4u + c) * TILE + load_row] = xb[c];
+            put_x(kx + c, load_row, xa[c]);
+            put_x(kx + 4u + c, load_row, xb[c]);
         }
         // W: row n, nibble word load_part of block kb -> 8 dequantized weights
         let n = n0 + load_row;
@@ -120,8 +120,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let kw = load_part * 4u;
         for (var c = 0u; c < 4u; c++) {
-            w_tile[(kw + c) * TILE + load_row] = lo[c];
-            w_tile[(16u + kw + c) * TILE + load_row] = hi[c];
+            put_w(kw + c, load_row, lo[c]);
+            put_w(16u + kw + c, load_row, hi[c]);
         }
         workgroupBarrier();
 

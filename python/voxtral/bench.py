@@ -1,8 +1,8 @@
 """`voxtral bench asr`: the whole ASR pipeline on a random model, timed.
 
-By default the model is generated in memory (`voxtral.asr_bench.random_asr_model`: the random Q4
-blocks `make-test-model --preset full` writes, so the page's benchmark mode, which builds the same
-model inside Pyodide, runs on identical weights); `--model PATH` times a model file instead.
+By default the model is generated in memory and loaded tensor by tensor (`voxtral.asr_bench.bench_model`:
+the random Q4 blocks `make-test-model --preset full` writes, so the page's benchmark mode, which builds
+the same model inside Pyodide, runs on identical weights); `--model PATH` times a model file instead.
 The passes and figures are `voxtral.asr_bench.time_asr`'s; this adds the host's: backend, adapter,
 roofline fraction, load time, peak host and GPU memory.
 """

@@ -117,6 +117,32 @@ def test_q4_rows_written_in_place_equal_an_upload(host):
         k.write_q4_rows(gw, 17, parts[2].raw)
 
 
+def test_tiled_kernels_with_vec4_tiles_give_the_same_bits(host):
+    """tile_gemm.wgsl's TILE_VEC4 layout (16-byte shared loads) sums in the same order: q4_matmul,
+    the dense linear and conv1d give bit-identical outputs with either layout."""
+    rng = np.random.default_rng(seed_of("tile_vec4"))
+    q, _ = q4_weight(rng, 130, 320)
+    wd = rng.standard_normal((70, 96)).astype(np.float32)
+    wc = rng.standard_normal((40, 24, 3)).astype(np.float32)
+    bc = rng.standard_normal(40).astype(np.float32)
+    x1 = rng.standard_normal((67, 320)).astype(np.float32)
+    x2 = rng.standard_normal((67, 96)).astype(np.float32)
+    x3 = rng.standard_normal((50, 24)).astype(np.float32)
+    outs = []
+    for vec4 in (False, True):
+        k = Kernels(host)
+        k.tile_vec4 = vec4
+        a, b, c = k.empty((67, 130)), k.empty((67, 70)), k.empty((24, 40))
+        gw, gd = k.upload_weight(q), k.upload_weight(wd, "f32")
+        gx1, gx2, gx3, gwc, gbc = k.tensor(x1), k.tensor(x2), k.tensor(x3), k.tensor(wc), k.tensor(bc)
+        run(k, lambda s_: (k.linear(s_, gx1, gw, a), k.linear(s_, gx2, gd, b),
+                           k.conv1d(s_, gx3, gwc, gbc, c, 2)))
+        outs.append([k.read(t) for t in (a, b, c)])
+    for plain, vec4 in zip(*outs):
+        assert np.array_equal(plain, vec4)
+        assert np.isfinite(plain).all() and np.abs(plain).max() > 0
+
+
 @pytest.mark.parametrize("mode", ["bias", "bias+residual", "accumulate"])
 @pytest.mark.parametrize("m", [1, 4, 5, 17])
 def test_q4_linear_bias_residual_and_split(host, mode, m, record_error):

@@ -248,8 +248,14 @@ class Kernels:
             self._sources[filename] = expand_includes(text, self.shaders_dir)
         return self._sources[filename]
 
+    # The tiled kernels' shared tiles as vec4 rows (tile_gemm.wgsl TILE_VEC4): an experiment for the
+    # next H100 run (VOXTRAL_TILE_VEC4=1), off by default until measured. Same sums either way.
+    tile_vec4 = os.environ.get("VOXTRAL_TILE_VEC4", "0") == "1"
+
     def _pipeline(self, filename: str, entry: str, flags=()):
         defines = set(flags)
+        if self.tile_vec4:
+            defines.add("TILE_VEC4")
         if self.use_subgroups:
             defines.add("SUBGROUPS")
         if self.use_shader_f16:
