@@ -370,3 +370,28 @@ def test_serve_export_command(tmp_path):
     assert (out / "index.html").is_file() and (out / "worker.js").is_file()
     assert (out / "pyodide" / "pyodide.js").read_text() == "// runtime"
     assert "voxtral/asr_bench.py" in zipfile.ZipFile(out / "py" / "voxtral.zip").namelist()
+
+
+def test_malformed_requests_are_logged_in_one_line(tmp_path, caplog):
+    """A bad method or an over-long request line gets 400 and one WARNING-or-lower line in the
+    log, not an ERROR with a traceback (a client's mistake, not the server's)."""
+    import logging
+    import socket
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("x")
+    cfg = ServerConfig(web_dir=str(web), shaders_dir=str(tmp_path), pyodide_dir=str(tmp_path), models=[])
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    srv = ServerThread(make_app(cfg), "127.0.0.1", 0).start()
+    try:
+        for payload in (b"GARBAGE / HTTP/1.1\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(payload)
+                assert b" 400 Bad Request" in s.recv(64)
+    finally:
+        srv.stop()
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 2, [r.getMessage() for r in records]
+    for r in records:
+        assert r.exc_info is None and r.levelno <= logging.WARNING
+        assert "refused with 400" in r.getMessage() and "Traceback" not in r.getMessage()

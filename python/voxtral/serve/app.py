@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from voxtral.serve.files import Refused, safe_path, send_file
 from voxtral.serve.models import ModelEntry
@@ -73,6 +75,30 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-
                     "Cross-Origin-Resource-Policy": "same-origin"}
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp answers a malformed request (bad method, over-long line or header) with 400 itself but
+    logs it with a full traceback, at ERROR level for some kinds: that is a client's mistake, not
+    the server's. Such records become one WARNING line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            what = " ".join(str(getattr(exc, "message", "") or exc).split())[:160]
+            record.msg = f"{record.getMessage()}: refused with {exc.code}: {what}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _quiet_malformed_requests() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
+
+
 def _json(data, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(data, indent=1), content_type="application/json",
                         headers={"Cache-Control": "no-store"})
@@ -94,6 +120,7 @@ def site_info(cfg: ServerConfig) -> dict:
 
 
 def make_app(cfg: ServerConfig) -> web.Application:
+    _quiet_malformed_requests()
     pkg_zip = PackageZip(shaders_dir=cfg.shaders_dir if os.path.isdir(cfg.shaders_dir) else None)
     models = {m.id: m for m in cfg.models}
 
