@@ -10,6 +10,7 @@
 #            ../shared/tools/gpu-browser/README.md; run after its install.sh): the page's benchmark
 #            mode in headless Chromium on the H100, served as a static export of the app
 #            (needs only the machine's python3 + numpy + aiohttp)
+#   browser+bench  both, the page first (one call after the install: the least device time)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
 set -u
 OUT=${OUT:-/tmp/voxtral-out}
@@ -46,7 +47,7 @@ case "${1:-}" in
       --json > "$OUT/transformers.json" 2> "$OUT/transformers.err"
     cut -c1-1500 "$OUT/transformers.json"; tail -3 "$OUT/transformers.err"
     ;;
-  browser)
+  browser|browser+bench)
     export PYTHONPATH=$PWD/python:/tmp/site
     python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
     echo "== page (full)"
@@ -55,9 +56,13 @@ case "${1:-}" in
     echo "== page (tiny: tokens against the CLI's)"
     timeout 120 python3 .chr/tools/run_page.py --timeout 100 --name page_tiny /tmp/voxtral-site \
       'index.html?bench=asr&preset=tiny&seconds=16&backend=webgpu' 2>&1 | cut -c1-300 | tail -3
+    if [ "$1" = "browser+bench" ]; then  # the native figure after the page's (carry .gl .whl too)
+      setup_native
+      bench_native
+    fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|browser" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|browser|browser+bench" >&2
     exit 2
     ;;
 esac
