@@ -23,6 +23,7 @@ from voxtral.backends.webgpu.ops import WebGPUOps  # noqa: E402
 from voxtral.models.asr.model import ASRModel  # noqa: E402
 from voxtral.models.asr.transcribe import DecoderSession  # noqa: E402
 
+
 def timed(ops, seq, n):
     ops.host.run(seq)
     ops.host.wait()
@@ -33,6 +34,17 @@ def timed(ops, seq, n):
     return (time.perf_counter() - t) / n * 1e3
 
 
+def replay_by_family(ops, dispatches, reps: int, digits: int) -> tuple[float, dict]:
+    """(ms of the whole list, {kernel family: {dispatches, ms}}), each replayed `reps` times."""
+    names = {id(p): f"{k[0]}:{k[1]}" for k, p in ops.k._pipelines.items()}
+    fam = collections.defaultdict(list)
+    for d in dispatches:
+        fam[names.get(id(d.pipeline), "?")].append(d)
+    families = {name: {"dispatches": len(ds), "ms": round(timed(ops, ds, reps), digits)}
+                for name, ds in sorted(fam.items(), key=lambda kv: -len(kv[1]))}
+    return round(timed(ops, dispatches, reps), digits), families
+
+
 def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
     """The recorded step after `context` positions, replayed: whole and per kernel family."""
     m = ASRModel(cfg, weights, ops)
@@ -41,15 +53,8 @@ def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
     s = DecoderSession(m, 6, eos_id=-1)
     s.feed(ops.rows(emb, 0, context))
     g = s._graph
-    names = {id(p): f"{k[0]}:{k[1]}" for k, p in ops.k._pipelines.items()}
-    fam = collections.defaultdict(list)
-    for d in g.dispatches:
-        fam[names.get(id(d.pipeline), "?")].append(d)
-    out = {"dispatches": len(g.dispatches), "gpu_step_ms": round(timed(ops, g.dispatches, steps), 3),
-           "families": {}}
-    for name, ds in sorted(fam.items(), key=lambda kv: -len(kv[1])):
-        out["families"][name] = {"dispatches": len(ds), "ms": round(timed(ops, ds, steps), 3)}
-    return out
+    total, families = replay_by_family(ops, g.dispatches, steps, 3)
+    return {"dispatches": len(g.dispatches), "gpu_step_ms": total, "families": families}
 
 
 def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
@@ -73,14 +78,8 @@ def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
         ops.to_host(ops.rows(emb, emb.shape[0] - 1, emb.shape[0]))
     finally:
         ops.host.run = run
-    names = {id(p): f"{k[0]}:{k[1]}" for k, p in ops.k._pipelines.items()}
-    fam = collections.defaultdict(list)
-    for d in recorded:
-        fam[names.get(id(d.pipeline), "?")].append(d)
-    out = {"dispatches": len(recorded), "gpu_ms": round(timed(ops, recorded, reps), 2), "families": {}}
-    for name, ds in sorted(fam.items(), key=lambda kv: -len(kv[1])):
-        out["families"][name] = {"dispatches": len(ds), "ms": round(timed(ops, ds, reps), 2)}
-    return out
+    total, families = replay_by_family(ops, recorded, reps, 2)
+    return {"dispatches": len(recorded), "gpu_ms": total, "families": families}
 
 
 def main():
