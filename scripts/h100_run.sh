@@ -10,15 +10,21 @@
 #            ../shared/tools/gpu-browser/README.md; run after its install.sh): the page's benchmark
 #            mode in headless Chromium on the H100, served as a static export of the app
 #            (needs only the machine's python3 + numpy + aiohttp)
+#   kernels  carry .gl .whl: scripts/kernel_bench.py (the Q4 kernels per shader variant; extra
+#            arguments go to it) and scripts/profile_asr.py (the decode step and encoder by family)
 #   browser+bench  both, the page first (one call after the install: the least device time)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
 set -u
 OUT=${OUT:-/tmp/voxtral-out}
 mkdir -p "$OUT"
 
-setup_native() {
+setup_gl() {  # the Vulkan/GL loader debs (libglvnd: the NVIDIA Vulkan driver file names libGLX_nvidia)
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
+}
+
+setup_native() {
+  setup_gl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
   export PYTHONPATH=$PWD/python:/tmp/site XDG_RUNTIME_DIR=/tmp
 }
@@ -47,7 +53,22 @@ case "${1:-}" in
       --json > "$OUT/transformers.json" 2> "$OUT/transformers.err"
     cut -c1-1500 "$OUT/transformers.json"; tail -3 "$OUT/transformers.err"
     ;;
+  kernels)
+    setup_native
+    shift
+    echo "== kernel_bench $*"
+    timeout 240 python3 scripts/kernel_bench.py "$@" > "$OUT/kernels.json" 2> "$OUT/kernels.err"
+    tail -3 "$OUT/kernels.err"
+    echo "== profile"
+    timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
+    cut -c1-3000 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
+    ;;
   browser|browser+bench)
+    # Without the loader debs Chromium's GPU process found no surface extension and exited
+    # (session 13's first try): unpack them and name NVIDIA's driver files as gpu-browser's README says.
+    setup_gl
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
     export PYTHONPATH=$PWD/python:/tmp/site
     python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
     echo "== page (full)"
@@ -62,7 +83,7 @@ case "${1:-}" in
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|browser|browser+bench" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench" >&2
     exit 2
     ;;
 esac

@@ -54,7 +54,9 @@ def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
     s.feed(ops.rows(emb, 0, context))
     g = s._graph
     total, families = replay_by_family(ops, g.dispatches, steps, 3)
-    return {"dispatches": len(g.dispatches), "gpu_step_ms": total, "families": families}
+    gpu = ops.host.gpu_time_s(g.dispatches) if hasattr(ops.host, "gpu_time_s") else None
+    return {"dispatches": len(g.dispatches), "gpu_step_ms": total, "families": families,
+            "timestamp_step_ms": round(gpu * 1e3, 3) if gpu is not None else None}
 
 
 def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:

@@ -47,20 +47,32 @@ const BLOCK_BYTES: u32 = 18u;
 // #endif
 
 
-fn q4_scale(g: u32) -> f32 {
-    let byte = g * BLOCK_BYTES;
-    let w0 = weights[byte >> 2u];
-    return unpack2x16float(select(w0, w0 >> 16u, (byte & 2u) != 0u)).x;  // odd blocks: high half
+// One K step's global words for this invocation: X row m, elements 32kb + 8*load_part + [0, 8);
+// W row n, the scale word and the (up to two) words holding nibble word load_part of block kb.
+// (Loading the next step's words before the current tile product measured no faster.)
+struct Staged {
+    xa: vec4<f32>,
+    xb: vec4<f32>,
+    scale_word: u32,
+    q0: u32,
+    q1: u32,
 }
 
-// Nibble word j (0..3) of block g: elements 4j..4j+3 (low nibbles), 16+4j..16+4j+3 (high).
-fn q4_word(g: u32, j: u32) -> u32 {
-    let byte = g * BLOCK_BYTES + 2u + 4u * j;
-    let w = byte >> 2u;
-    if ((byte & 2u) == 0u) {
-        return weights[w];
+fn fetch(m: u32, n: u32, kb: u32, part: u32) -> Staged {
+    var s = Staged(vec4<f32>(0.0), vec4<f32>(0.0), 0u, 0u, 0u);
+    if (m < p.M) {
+        let v = (m * p.K + kb * 32u + part * 8u) / 4u;
+        s.xa = x[v];
+        s.xb = x[v + 1u];
     }
-    return (weights[w] >> 16u) | (weights[w + 1u] << 16u);
+    if (n < p.n_rows) {
+        let byte = (n * (p.K / 32u) + kb) * BLOCK_BYTES;
+        s.scale_word = weights[byte >> 2u];
+        let w = (byte + 2u + 4u * part) >> 2u;
+        s.q0 = weights[w];
+        s.q1 = weights[w + 1u];  // used only when the word straddles (the pad covers the end)
+    }
+    return s;
 }
 
 // (nibble - 8) as f32 without an int->float conversion: OR the nibble into the mantissa of 2^23,
@@ -69,12 +81,25 @@ fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
 }
 
-fn low_nibbles(q: u32) -> vec4<f32> {
-    return nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u));
-}
-
-fn high_nibbles(q: u32) -> vec4<f32> {
-    return nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u));
+// Dequantize and store a fetched step into the shared tiles (row = load_row of both tiles).
+fn stage(s: Staged, n: u32, kb: u32, row: u32, part: u32) {
+    let kx = part * 8u;
+    for (var c = 0u; c < 4u; c++) {
+        put_x(kx + c, row, s.xa[c]);
+        put_x(kx + 4u + c, row, s.xb[c]);
+    }
+    // a block starting 2 bytes into a word (odd blocks): scale in the high half, quant words
+    // aligned; else scale in the low half and each quant word straddles two words
+    let odd = (((n * (p.K / 32u) + kb) * BLOCK_BYTES) & 2u) != 0u;
+    let d = unpack2x16float(select(s.scale_word, s.scale_word >> 16u, odd)).x;
+    let q = select((s.q0 >> 16u) | (s.q1 << 16u), s.q0, odd);
+    let lo = nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u)) * d;        // 4j..4j+3
+    let hi = nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u)) * d; // 16+4j..
+    let kw = part * 4u;
+    for (var c = 0u; c < 4u; c++) {
+        put_w(kw + c, row, lo[c]);
+        put_w(16u + kw + c, row, hi[c]);
+    }
 }
 
 @compute @workgroup_size(256)
@@ -86,6 +111,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let load_row = li / 4u;       // tile row this invocation loads (of X and of W)
     let load_part = li % 4u;      // which quarter of the 32-wide K step
     let blocks_per_row = p.K / 32u;
+    let m = m0 + load_row;
+    let n = n0 + load_row;
 
     var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < 4u; i++) {
@@ -93,51 +120,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 
     for (var kb = 0u; kb < blocks_per_row; kb++) {
-        // X: row m, elements 32kb + 8*load_part + [0, 8)
-        let m = m0 + load_row;
-        var xa = vec4<f32>(0.0);
-        var xb = vec4<f32>(0.0);
-        if (m < p.M) {
-            let v = (m * p.K + kb * 32u + load_part * 8u) / 4u;
-            xa = x[v];
-            xb = x[v + 1u];
-        }
-        let kx = load_part * 8u;
-        for (var c = 0u; c < 4u; c++) {
-            put_x(kx + c, load_row, xa[c]);
-            put_x(kx + 4u + c, load_row, xb[c]);
-        }
-        // W: row n, nibble word load_part of block kb -> 8 dequantized weights
-        let n = n0 + load_row;
-        var lo = vec4<f32>(0.0);
-        var hi = vec4<f32>(0.0);
-        if (n < p.n_rows) {
-            let g = n * blocks_per_row + kb;
-            let d = q4_scale(g);
-            let q = q4_word(g, load_part);
-            lo = low_nibbles(q) * d;
-            hi = high_nibbles(q) * d;
-        }
-        let kw = load_part * 4u;
-        for (var c = 0u; c < 4u; c++) {
-            put_w(kw + c, load_row, lo[c]);
-            put_w(16u + kw + c, load_row, hi[c]);
-        }
+        stage(fetch(m, n, kb, load_part), n, kb, load_row, load_part);
         workgroupBarrier();
-
         tile_accumulate(&acc, tx, ty);
         workgroupBarrier();
     }
 
     for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * ty + i;
+        let mo = m0 + 4u * ty + i;
         for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * tx + j;
-            if (m < p.M && n < p.n_rows) {
-                let o = m * p.out_stride + p.out_col + n;
+            let no = n0 + 4u * tx + j;
+            if (mo < p.M && no < p.n_rows) {
+                let o = mo * p.out_stride + p.out_col + no;
                 var v = acc[i][j];
                 // #if BIAS
-                v += bias[p.bias_col + n];
+                v += bias[p.bias_col + no];
                 // #endif
                 // #if RESIDUAL
                 v = residual[o] + v;

@@ -15,15 +15,16 @@
 //   ACCUMULATE: y += x·Wᵀ + b in place (the fused residual when y is the residual stream)
 // Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual
 //
-// Work split: 256 invocations = 8 lane groups x 32 lanes; a group owns 2 adjacent rows. Lane l
-// dequantizes blocks l, l+32, ... of both rows once and dots them with all M rows of x, so every
-// weight byte is read once and every x load serves two rows. The 32 lane partials are summed
+// Work split: 256 invocations = 8 lane groups x 32 lanes; a group owns ROWS (2)
+// adjacent rows. Lane l dequantizes blocks l, l+32, ... of its rows and dots them with all M rows
+// of x, so every weight byte is read once and every x load serves ROWS rows. The 32 lane partials are summed
 // with subgroup shuffles (#if SUBGROUPS; then one barrier) or a shared-memory tree (5 barriers).
 // The subgroup path assumes subgroups are runs of consecutive local_invocation_index values
 // (true for 1-D workgroups on every driver seen) and works for any power-of-two subgroup size:
 // xor partners at distance >= subgroup size are masked out and the leftover per-subgroup sums
 // are added through shared memory.
-// Workgroup (wx, wy) handles rows 16*(wx + wy*groups_x) + [0, 16): 2-D so N/16 may exceed 65535.
+// Workgroup (wx, wy) handles rows R*(wx + wy*groups_x) + [0, R), R = GROUPS * ROWS: 2-D so N/R
+// may exceed 65535.
 
 struct Params {
     M: u32,           // rows of x (1..4)
@@ -36,7 +37,10 @@ struct Params {
     _pad0: u32,
 }
 
-const GROUPS: u32 = 8u;  // lane groups per workgroup, 2 rows each: 16 rows per workgroup
+// Rows per lane group. 4 (x loads shared by more rows, half the workgroups) measured slower on
+// the decoder's shapes on the H100 except the LM head (docs/perf-notes.md, session 13).
+const ROWS: u32 = 2u;
+const GROUPS: u32 = 8u;  // lane groups per workgroup: GROUPS * ROWS rows per workgroup
 const LANES: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
 
@@ -51,8 +55,12 @@ const BLOCK_BYTES: u32 = 18u;
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 // #endif
 
-var<workgroup> partial_a: array<vec4<f32>, 256>;
-var<workgroup> partial_b: array<vec4<f32>, 256>;
+// #if SUBGROUPS
+// one slot per subgroup (at least 4 lanes) and row: the subgroup sums left after the shuffles
+var<workgroup> partial: array<vec4<f32>, 64 * ROWS>;
+// #else
+var<workgroup> partial: array<vec4<f32>, 256 * ROWS>;  // every lane's partial, per row
+// #endif
 
 struct Q4Block {
     d: f32,         // scale
@@ -109,76 +117,83 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         // #endif
         @builtin(local_invocation_index) li: u32) {
     let lane = li % LANES;
-    // this lane group's two rows: a pair shares every x load (x traffic through L1 would
+    // this lane group's ROWS adjacent rows: they share every x load (x traffic through L1 would
     // otherwise be 7x the weight traffic and the limit for M = 1)
-    let row_a = ((wid.x + wid.y * p.groups_x) * GROUPS + li / LANES) * 2u;
-    let row_b = row_a + 1u;
-    let valid_a = row_a < p.n_rows;
-    let valid_b = row_b < p.n_rows;
+    let row0 = ((wid.x + wid.y * p.groups_x) * GROUPS + li / LANES) * ROWS;
     let blocks_per_row = p.K / 32u;
     let x_row_vec4 = p.K / 4u;
 
-    var acc_a = vec4<f32>(0.0);  // acc_a[m] = this lane's partial dot of row_a with x row m
-    var acc_b = vec4<f32>(0.0);
-    if (valid_a) {
+    var acc: array<vec4<f32>, ROWS>;  // acc[r][m] = this lane's partial dot of row0 + r with x row m
+    for (var r = 0u; r < ROWS; r++) {
+        acc[r] = vec4<f32>(0.0);
+    }
+    if (row0 < p.n_rows) {
+        // (2 or 4 blocks per lane in flight, all loads issued before the math, measured no
+        // faster on the H100: docs/perf-notes.md, session 13)
         for (var b = lane; b < blocks_per_row; b += LANES) {
-            let blk_a = load_q4_block(row_a * blocks_per_row + b);
-            var blk_b = Q4Block(0.0, vec4<u32>(0u));
-            if (valid_b) {
-                blk_b = load_q4_block(row_b * blocks_per_row + b);
+            var blk: array<Q4Block, ROWS>;
+            for (var r = 0u; r < ROWS; r++) {
+                blk[r] = Q4Block(0.0, vec4<u32>(0u));
+                if (row0 + r < p.n_rows) {
+                    blk[r] = load_q4_block((row0 + r) * blocks_per_row + b);
+                }
             }
-            let w_a = block_weights(blk_a.q);
-            let w_b = block_weights(blk_b.q);
             for (var m = 0u; m < p.M; m++) {
                 let xb = m * x_row_vec4 + b * 8u;  // vec4 index of element 32b of row m
                 let xv = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u],
                                              x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
-                acc_a[m] += blk_a.d * dot32(w_a, xv);
-                acc_b[m] += blk_b.d * dot32(w_b, xv);
+                for (var r = 0u; r < ROWS; r++) {
+                    acc[r][m] += blk[r].d * dot32(block_weights(blk[r].q), xv);
+                }
             }
         }
     }
 
+    var total: array<vec4<f32>, ROWS>;
     // #if SUBGROUPS
+    let run = min(sg_size, LANES);  // lanes summed by the shuffles: one subgroup, or all 32
     for (var off = LANES / 2u; off > 0u; off >>= 1u) {
-        let other_a = subgroupShuffleXor(acc_a, off);
-        let other_b = subgroupShuffleXor(acc_b, off);
-        acc_a += select(vec4<f32>(0.0), other_a, off < sg_size);
-        acc_b += select(vec4<f32>(0.0), other_b, off < sg_size);
+        for (var r = 0u; r < ROWS; r++) {
+            acc[r] += select(vec4<f32>(0.0), subgroupShuffleXor(acc[r], off), off < sg_size);
+        }
     }
-    partial_a[li] = acc_a;
-    partial_b[li] = acc_b;
+    if (li % run == 0u) {
+        for (var r = 0u; r < ROWS; r++) {
+            partial[r * 64u + li / run] = acc[r];
+        }
+    }
     workgroupBarrier();
-    var total_a = vec4<f32>(0.0);
-    var total_b = vec4<f32>(0.0);
     if (lane == 0u) {
-        let run = min(sg_size, LANES);  // lanes already summed by the shuffles
-        for (var i = 0u; i < LANES; i += run) {
-            total_a += partial_a[li + i];
-            total_b += partial_b[li + i];
+        for (var r = 0u; r < ROWS; r++) {
+            total[r] = vec4<f32>(0.0);
+            for (var i = 0u; i < LANES / run; i++) {
+                total[r] += partial[r * 64u + li / run + i];
+            }
         }
     }
     // #else
-    partial_a[li] = acc_a;
-    partial_b[li] = acc_b;
+    for (var r = 0u; r < ROWS; r++) {
+        partial[r * 256u + li] = acc[r];
+    }
     workgroupBarrier();
     for (var off = LANES / 2u; off > 0u; off >>= 1u) {
         if (lane < off) {
-            partial_a[li] += partial_a[li + off];
-            partial_b[li] += partial_b[li + off];
+            for (var r = 0u; r < ROWS; r++) {
+                partial[r * 256u + li] += partial[r * 256u + li + off];
+            }
         }
         workgroupBarrier();
     }
-    let total_a = partial_a[li];
-    let total_b = partial_b[li];
+    for (var r = 0u; r < ROWS; r++) {
+        total[r] = partial[r * 256u + li];
+    }
     // #endif
 
     if (lane == 0u) {
-        if (valid_a) {
-            write_row(row_a, total_a);
-        }
-        if (valid_b) {
-            write_row(row_b, total_b);
+        for (var r = 0u; r < ROWS; r++) {
+            if (row0 + r < p.n_rows) {
+                write_row(row0 + r, total[r]);
+            }
         }
     }
 }

@@ -33,12 +33,13 @@ import numpy as np
 from .host import Dispatch, GPUHost
 
 SHADERS_ENV = "VOXTRAL_SHADERS_DIR"
+DEFINES_ENV = "VOXTRAL_SHADER_DEFINES"
 _MARKER_SHADER = "q4_matvec.wgsl"  # a file that identifies the shaders folder
 Q4_BLOCK_BYTES = 18
 Q4_BLOCK = 32
 Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
-MATVEC_ROWS_PER_GROUP = 16
+MATVEC_ROWS_PER_GROUP = 16  # q4_matvec.wgsl GROUPS * ROWS
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -248,14 +249,13 @@ class Kernels:
             self._sources[filename] = expand_includes(text, self.shaders_dir)
         return self._sources[filename]
 
-    # The tiled kernels' shared tiles as vec4 rows (tile_gemm.wgsl TILE_VEC4): an experiment for the
-    # next H100 run (VOXTRAL_TILE_VEC4=1), off by default until measured. Same sums either way.
-    tile_vec4 = os.environ.get("VOXTRAL_TILE_VEC4", "0") == "1"
+    # Shader variants under test (scripts/kernel_bench.py A/Bs them on the GPU machine): names
+    # added to every pipeline's defines, e.g. VOXTRAL_SHADER_DEFINES=NAME1,NAME2 for a shader's
+    # `// #if NAME1` branch. A variant that is kept becomes the code; its test checks its bits.
+    extra_defines = frozenset(d for d in os.environ.get(DEFINES_ENV, "").replace(",", " ").split() if d)
 
     def _pipeline(self, filename: str, entry: str, flags=()):
-        defines = set(flags)
-        if self.tile_vec4:
-            defines.add("TILE_VEC4")
+        defines = set(flags) | set(self.extra_defines)
         if self.use_subgroups:
             defines.add("SUBGROUPS")
         if self.use_shader_f16:

@@ -20,6 +20,21 @@ _COMPUTE_LIMITS = (
 )
 
 
+# Which of naga's runtime checks our own shaders are compiled with (VOXTRAL_SHADER_CHECKS):
+#   "all"    WebGPU's default for untrusted code: index clamping and forced loop bounding
+#   "bounds" index clamping only
+#   "none"   neither (the default): the shaders are ours, every access is sized by the host code
+#            and checked on lavapipe by the kernel tests, and Vulkan's robustBufferAccess (which
+#            wgpu enables) still keeps a stray buffer access from faulting.
+# Measured on the H100 (docs/perf-notes.md, session 13): forced loop bounding adds a counter to
+# every loop, which keeps the driver from unrolling the fixed-trip inner loops - the encoder's
+# GEMM ran 13x slower and the decode step's matvecs 1.5x; index clamping costs the GEMM 40% more.
+# The browser compiles with its own checks (Dawn/Tint); this applies to the native host only.
+SHADER_CHECKS_ENV = "VOXTRAL_SHADER_CHECKS"
+SHADER_CHECKS = ("all", "bounds", "none")
+DEFAULT_SHADER_CHECKS = "none"
+
+
 class NoAdapterError(RuntimeError):
     """No WebGPU adapter is available on this machine."""
 
@@ -27,8 +42,12 @@ class NoAdapterError(RuntimeError):
 class WgpuHost(GPUHost):
     """GPUHost over wgpu-py. `backend` ('Vulkan', 'Metal', 'D3D12', 'OpenGL') forces one."""
 
-    def __init__(self, power_preference: str = "high-performance", backend: str | None = None):
+    def __init__(self, power_preference: str = "high-performance", backend: str | None = None,
+                 shader_checks: str | None = None):
         super().__init__()
+        self.shader_checks = shader_checks or os.environ.get(SHADER_CHECKS_ENV) or DEFAULT_SHADER_CHECKS
+        if self.shader_checks not in SHADER_CHECKS:
+            raise ValueError(f"shader checks must be one of {SHADER_CHECKS}, not {self.shader_checks!r}")
         os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences a wgpu/Vulkan loader warning
         if backend:
             os.environ["WGPU_BACKEND_TYPE"] = backend
@@ -80,9 +99,29 @@ class WgpuHost(GPUHost):
 
     # ------------------------------------------------------------------------ pipelines
     def _compile_pipeline(self, wgsl_source, entry_point):
-        module = self.device.create_shader_module(code=wgsl_source)
+        module = self._shader_module(wgsl_source)
         return self.device.create_compute_pipeline(
             layout="auto", compute={"module": module, "entry_point": entry_point})
+
+    def _shader_module(self, code: str):
+        """A shader module with `shader_checks`' runtime checks: WebGPU's create_shader_module for
+        "all", else wgpu-native's wgpuDeviceCreateShaderModuleTrusted (through wgpu-py's cffi
+        handles; it has no Python wrapper)."""
+        if self.shader_checks == "all":
+            return self.device.create_shader_module(code=code)
+        from wgpu.backends.wgpu_native import _api
+        lib, ffi = _api.lib, _api.ffi
+        source = _api.new_struct_p("WGPUShaderSourceWGSL *", code=_api.to_c_string_view(code))
+        source[0].chain.next = ffi.NULL
+        source[0].chain.sType = lib.WGPUSType_ShaderSourceWGSL
+        desc = _api.new_struct_p("WGPUShaderModuleDescriptor *",
+                                 nextInChain=ffi.cast("WGPUChainedStruct *", source),
+                                 label=_api.to_c_string_view("voxtral"))
+        checks = lib.WGPUShaderRuntimeChecks_BoundsChecks if self.shader_checks == "bounds" else 0
+        handle = lib.wgpuDeviceCreateShaderModuleTrusted(self.device._internal, desc, checks)
+        if handle == ffi.NULL:
+            raise RuntimeError("shader module creation failed")
+        return _api.GPUShaderModule("voxtral", handle, self.device)
 
     def _create_bind_group(self, pipeline, entries):
         return self.device.create_bind_group(
@@ -125,6 +164,34 @@ class WgpuHost(GPUHost):
                 current = pipeline
             set_group(handle, 0, bind_group._internal, 0, null)
             dispatch(handle, x, y, z)
+
+    def gpu_time_s(self, dispatches: list[Dispatch]) -> float | None:
+        """Seconds the GPU spent on `dispatches` (one compute pass between two timestamps), or None
+        without the timestamp-query feature. For benchmarks: the wall time of a submit also
+        counts the host's encoding."""
+        if "timestamp-query" not in self.features:
+            return None
+        wgpu = self._wgpu
+        if not hasattr(self, "_timestamps"):
+            self._timestamps = (self.device.create_query_set(type="timestamp", count=2),
+                                self.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE
+                                                          | wgpu.BufferUsage.COPY_SRC))
+        query_set, resolved = self._timestamps
+        encoder = self.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass(timestamp_writes={
+            "query_set": query_set, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
+        if self._raw is not None:
+            self._encode_raw(cpass, dispatches)
+        else:
+            for pipeline, bind_group, (x, y, z) in dispatches:
+                cpass.set_pipeline(pipeline)
+                cpass.set_bind_group(0, bind_group)
+                cpass.dispatch_workgroups(x, y, z)
+        cpass.end()
+        encoder.resolve_query_set(query_set, 0, 2, resolved, 0)
+        self.queue.submit([encoder.finish()])
+        t0, t1 = (int(v) for v in memoryview(self.queue.read_buffer(resolved)).cast("Q"))
+        return (t1 - t0) * 1e-9  # wgpu-native reports timestamps in nanoseconds
 
     def map_read(self, buffer, size: int) -> ReadHandle:
         return _WgpuRead(buffer, size, self)
