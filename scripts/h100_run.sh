@@ -13,6 +13,7 @@
 #   kernels  carry .gl .whl: scripts/kernel_bench.py (the Q4 kernels per shader variant; extra
 #            arguments go to it) and scripts/profile_asr.py (the decode step and encoder by family)
 #   browser+bench  both, the page first (one call after the install: the least device time)
+#   browser+native the page, then everything `native` runs
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
 set -u
 OUT=${OUT:-/tmp/voxtral-out}
@@ -37,6 +38,16 @@ bench_native() {
   grep -v tokens "$OUT/native.json"; tail -3 "$OUT/native.err"
 }
 
+native_extra() {  # where the GPU time goes, and transformers on the same GPU
+  echo "== profile"
+  timeout 150 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
+  cut -c1-600 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
+  echo "== transformers"
+  timeout 200 python3 scripts/bench_transformers.py --preset full --seconds 16 --device cuda --dtype bf16 \
+    --json > "$OUT/transformers.json" 2> "$OUT/transformers.err"
+  cut -c1-1500 "$OUT/transformers.json"; tail -3 "$OUT/transformers.err"
+}
+
 case "${1:-}" in
   bench)  # the benchmark alone
     setup_native
@@ -45,13 +56,7 @@ case "${1:-}" in
   native)
     setup_native
     bench_native
-    echo "== profile"
-    timeout 150 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
-    cut -c1-600 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
-    echo "== transformers"
-    timeout 200 python3 scripts/bench_transformers.py --preset full --seconds 16 --device cuda --dtype bf16 \
-      --json > "$OUT/transformers.json" 2> "$OUT/transformers.err"
-    cut -c1-1500 "$OUT/transformers.json"; tail -3 "$OUT/transformers.err"
+    native_extra
     ;;
   kernels)
     setup_native
@@ -63,7 +68,7 @@ case "${1:-}" in
     timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
     cut -c1-3000 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
     ;;
-  browser|browser+bench)
+  browser|browser+bench|browser+native)
     # Without the loader debs Chromium's GPU process found no surface extension and exited
     # (session 13's first try): unpack them and name NVIDIA's driver files as gpu-browser's README says.
     setup_gl
@@ -77,13 +82,14 @@ case "${1:-}" in
     echo "== page (tiny: tokens against the CLI's)"
     timeout 120 python3 .chr/tools/run_page.py --timeout 100 --name page_tiny /tmp/voxtral-site \
       'index.html?bench=asr&preset=tiny&seconds=16&backend=webgpu' 2>&1 | cut -c1-300 | tail -3
-    if [ "$1" = "browser+bench" ]; then  # the native figure after the page's (carry .gl .whl too)
+    if [ "$1" != "browser" ]; then  # the native figure after the page's (carry .whl too)
       setup_native
       bench_native
+      if [ "$1" = "browser+native" ]; then native_extra; fi
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench|browser+native" >&2
     exit 2
     ;;
 esac
