@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -38,8 +39,12 @@ DECODER = [("dec.qkv", 6144, 3072), ("dec.wo", 3072, 4096), ("dec.w13", 18432, 3
 def time_seq(k: Kernels, seq: list) -> tuple[float, float, float | None]:
     """Seconds per dispatch of `seq` (one dispatch repeated) after a warm-up submit: wall time
     (host encoding + GPU), the host's encoding and submit alone, and GPU time by timestamps."""
-    k.run(seq)
-    k.host.wait()
+    # warm-up for >= 0.2 s: after host work (generating weights) the GPU idles and clocks down,
+    # and one submit is not enough to bring it back (measured: 3x slower dispatches)
+    t_warm = time.perf_counter()
+    while time.perf_counter() - t_warm < 0.2:
+        k.run(seq)
+        k.host.wait()
     t = time.perf_counter()
     k.run(seq)
     t_encoded = time.perf_counter()
@@ -60,6 +65,51 @@ def bench_shape(k: Kernels, weight, m: int, reps: int, rng) -> tuple[tuple, np.n
     return time_seq(k, seq), k.read(out)
 
 
+def split_layout_rows(k: Kernels, rows: list, reps: int, refs: dict, probe: str = "") -> list:
+    """EXPERIMENT: scripts/experiments/q4split_matvec.wgsl (the same matvec over Q4_0 repacked
+    into aligned quant and scale arrays) on the decoder's shapes, against q4_matvec's outputs;
+    `probe` names one of its diagnostic defines."""
+    from voxtral.backends.webgpu.host import Dispatch
+    from voxtral.backends.webgpu.kernels import preprocess
+    src = (Path(__file__).parent / "experiments" / "q4split_matvec.wgsl").read_text()
+    pipeline = k.host.create_pipeline(preprocess(src, {probe} if probe else set()), "main")
+    out_rows = []
+    for name, n, kd in DECODER:
+        nb = kd // 32
+        if name not in _SPLIT_BUFFERS:
+            raw = random_q4_raw(name, (n, kd), 0).reshape(n, nb, 18)
+            quants = np.ascontiguousarray(raw[:, :, 2:]).reshape(-1)              # [n*nb*16] bytes
+            scales = np.ascontiguousarray(raw[:, :, :2]).reshape(-1)              # [n*nb*2] bytes
+            scales = np.concatenate([scales, np.zeros(-len(scales) % 4 + 4, np.uint8)])
+            qbuf = k.host.create_buffer(quants.nbytes)
+            k.host.write_buffer(qbuf, quants)
+            sbuf = k.host.create_buffer(scales.nbytes)
+            k.host.write_buffer(sbuf, scales)
+            _SPLIT_BUFFERS[name] = (qbuf, sbuf)
+        qbuf, sbuf = _SPLIT_BUFFERS[name]
+        x = k.tensor(np.random.default_rng(1).standard_normal((1, kd)).astype(np.float32))
+        out = k.empty((1, n))
+        gx, gy = k._grid(-(-n // 16))
+        group = k.host.create_bind_group(pipeline, {0: qbuf, 1: sbuf, 2: x.buffer, 3: out.buffer,
+                                                    4: k._uniform(n, kd, gx)})
+        seq = [Dispatch(pipeline, group, (gx, gy, 1))] * reps
+        wall, encode, gpu = time_seq(k, seq)
+        s = gpu if gpu is not None else wall
+        y = k.read(out)
+        ref = refs.get(name)
+        out_rows.append({"variant": "split-layout" + (f"+{probe}" if probe else ""), "shape": name, "M": 1, "N": n, "K": kd,
+                         "us": round(s * 1e6, 1), "wall_us": round(wall * 1e6, 1),
+                         "weight_gbs": round(n * kd // 32 * 18 / s / 1e9, 1),
+                         "same_bits_as_first": None if ref is None else bool(np.array_equal(ref, y)),
+                         "max_rel_vs_first": None if ref is None else
+                         float(np.abs(ref - y).max() / max(np.abs(ref).max(), 1e-30))})
+        print(json.dumps(out_rows[-1]), file=sys.stderr, flush=True)
+    return out_rows
+
+
+_SPLIT_BUFFERS: dict = {}  # shape name -> (quants, scales) buffers, shared by the probes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default="checks=all,checks=bounds,checks=none",
@@ -68,6 +118,8 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--m", type=int, default=800, help="rows of X for the tiled kernel (encoder frames)")
     ap.add_argument("--only", choices=("matmul", "matvec"), default=None)
+    ap.add_argument("--split", action="store_true",
+                    help="also the split-layout matvec experiment (scripts/experiments/)")
     a = ap.parse_args()
     host = WgpuHost()
     k = Kernels(host)
@@ -104,6 +156,11 @@ def main():
                          "encode_us": round(encode * 1e6, 1), "weight_gbs": round(nbytes / s / 1e9, 1),
                          "tflops": round(2 * m * n * kd / s / 1e12, 2), "same_bits_as_first": same})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if a.split:
+        host.shader_checks = DEFAULT_SHADER_CHECKS
+        host._pipelines.clear()
+        for probe in ("", "PROBE_NO_DEQUANT", "PROBE_NO_X"):
+            rows += split_layout_rows(Kernels(host), rows, a.reps, ref, probe)
     print(json.dumps({"adapter": host.adapter_name, "reps": a.reps, "rows": rows}))
 
 

@@ -58,14 +58,23 @@ def test_shaders_fit_browser_default_limits():
     from voxtral.backends.webgpu import find_shaders_dir
 
     sizes = {"f32": 4, "u32": 4, "i32": 4, "vec4<f32>": 16}
+
+    def value(expr: str, consts: dict) -> int:
+        """An integer constant expression of literals, module `const`s, + and *."""
+        expr = re.sub(r"\b(\d+)u\b", r"\1", expr)
+        expr = re.sub(r"\b[A-Z_][A-Z0-9_]*\b", lambda m: str(consts[m.group(0)]), expr)
+        assert re.fullmatch(r"[\d\s+*]+", expr), expr
+        return eval(expr)  # digits, spaces, + and * only (checked above)
+
     for path in sorted(find_shaders_dir().glob("*.wgsl")):
         src = preprocess(expand_includes(path.read_text(), path.parent),
                          {"SUBGROUPS", "BIAS", "RESIDUAL", "ADA", "KV_F16"})
+        consts = {name: int(v) for name, v in re.findall(r"const (\w+): u32 = (\d+)u;", src)}
         for dims in re.findall(r"@workgroup_size\(([^)]*)\)", src):
-            assert math.prod(int(d.strip().rstrip("u")) for d in dims.split(",")) <= 256, path.name
+            assert math.prod(value(d, consts) for d in dims.split(",")) <= 256, path.name
         shared = 0
-        for elem, count in re.findall(r"var<workgroup>\s+\w+:\s*array<(.+?),\s*(\d+)>", src):
-            shared += sizes[elem] * int(count)
+        for elem, count in re.findall(r"var<workgroup>\s+\w+:\s*array<(.+?),\s*([^<>]+)>;", src):
+            shared += sizes[elem] * value(count, consts)
         shared += 4 * len(re.findall(r"var<workgroup>\s+\w+:\s*(?:i32|u32|f32);", src))
         assert shared <= 16384, f"{path.name}: {shared} bytes of workgroup memory"
 

@@ -39,7 +39,7 @@ Q4_BLOCK_BYTES = 18
 Q4_BLOCK = 32
 Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
-MATVEC_ROWS_PER_GROUP = 16  # q4_matvec.wgsl GROUPS * ROWS
+MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -474,6 +474,8 @@ class Kernels:
         _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
         _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
         flags = self._linear_checks(x, w, out, bias, residual)
+        if x.rows == 1:
+            flags.add("ONE_ROW")  # the decode step: one accumulator per row
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         for block in w.blocks:
             gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
