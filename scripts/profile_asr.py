@@ -53,6 +53,33 @@ def replay_by_family(ops, dispatches, reps: int, digits: int) -> tuple[float, di
     return round(timed(ops, dispatches, reps), digits), families
 
 
+def host_encoding_ms(ops, dispatches, reps: int = 20) -> dict | None:
+    """Host time of one submit of `dispatches` on the native host, by phase: the Python loop of
+    wgpu-native calls (record), ending the pass, finishing the encoder, submitting."""
+    host = ops.host
+    if not hasattr(host, "_encode_raw") or host._raw is None:
+        return None
+    phases = collections.defaultdict(float)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        encoder = host.device.create_command_encoder()
+        cpass = encoder.begin_compute_pass()
+        t1 = time.perf_counter()
+        host._encode_raw(cpass, dispatches)
+        t2 = time.perf_counter()
+        cpass.end()
+        t3 = time.perf_counter()
+        buf = encoder.finish()
+        t4 = time.perf_counter()
+        host.queue.submit([buf])
+        t5 = time.perf_counter()
+        for name, dt in (("begin", t1 - t0), ("record", t2 - t1), ("end_pass", t3 - t2),
+                         ("finish", t4 - t3), ("submit", t5 - t4)):
+            phases[name] += dt
+        host.wait()
+    return {name: round(v / reps * 1e3, 3) for name, v in phases.items()}
+
+
 def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
     """The recorded step after `context` positions, replayed: whole and per kernel family."""
     m = ASRModel(cfg, weights, ops)
@@ -63,7 +90,8 @@ def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
     g = s._graph
     total, families = replay_by_family(ops, g.dispatches, steps, 3)
     return {"dispatches": len(g.dispatches), "gpu_step_ms": total, "families": families,
-            "timestamp_step_ms": gpu_ms(ops, g.dispatches, 3)}
+            "timestamp_step_ms": gpu_ms(ops, g.dispatches, 3),
+            "host_encoding_ms": host_encoding_ms(ops, g.dispatches)}
 
 
 def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:

@@ -25,6 +25,13 @@
 //   c0+t of each chunk, then owns output dim t (head_dim <= 128, head_dim % 4 == 0).
 //   `attention_combine`: 128 invocations, dispatch (n_heads, rows).
 //
+// rope_kv_write (entry point `rope_kv_write`): the decode step's RoPE and kv_write in one
+//   dispatch. Row m of a fused QKV output ([rows, qkv_stride]: q at q_offset, then k, then v,
+//   adjacent) gets q and k rotated in place (rope.wgsl's math, rope_angle.wgsl) and the rotated k
+//   and the v written into slot positions[pos_offset+m] % capacity of the caches: the same bytes
+//   rope + kv_write leave. Bindings: 3 positions, 8 k_cache (rw), 9 v_cache (rw), 12 qkv (rw),
+//   13 inv_freq, 14 params. One invocation per pair; 256 per workgroup.
+//
 // kv_write (entry point `kv_write`)
 //   Copies rows of new K and V (f32 views: row m at columns k_offset + [0, kv_width) of a
 //   [rows, k_stride] matrix, e.g. a fused QKV output) into slot positions[pos_offset+m] % capacity.
@@ -45,6 +52,21 @@ struct AttnParams {
     scale: f32,
     splits: u32,      // key segments per query
     split_keys: u32,  // upper bound of keys per segment (the kernel splits the actual keys evenly)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+struct RopeKvParams {
+    rows: u32,
+    n_heads: u32,     // query heads
+    n_kv_heads: u32,
+    head_dim: u32,
+    qkv_stride: u32,  // row stride of the fused QKV output, elements (even)
+    q_offset: u32,    // column of q (even); k follows q, v follows k
+    capacity: u32,
+    pos_offset: u32,
+    groups_x: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -78,6 +100,11 @@ const NEG_BIG: f32 = -3.0e38;  // finite "minus infinity": keeps exp() and max()
 @group(0) @binding(7) var<storage, read> v_new: array<vec2<f32>>;
 @group(0) @binding(10) var<uniform> wp: KvWriteParams;
 @group(0) @binding(11) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(12) var<storage, read_write> qkv: array<vec2<f32>>;
+@group(0) @binding(13) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(14) var<uniform> rp: RopeKvParams;
+
+// #include rope_angle.wgsl   (reduce_two_pi, rotate_pair)
 
 // --------------------------------------------------------------- cache element access
 // #if KV_F16
@@ -248,6 +275,33 @@ fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         acc += w * partials[base + li];
     }
     out[row * ap.out_stride + h * hd + li] = acc / l_all;
+}
+
+// --------------------------------------------------------------------- rope_kv_write
+@compute @workgroup_size(256)
+fn rope_kv_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let half = rp.head_dim / 2u;
+    let q_pairs = rp.n_heads * half;
+    let kv_pairs = rp.n_kv_heads * half;  // pairs of one k (or v) row
+    let per_row = q_pairs + 2u * kv_pairs;
+    let t = (wid.x + wid.y * rp.groups_x) * 256u + li;
+    if (t >= rp.rows * per_row) {
+        return;  // no barriers in this kernel
+    }
+    let m = t / per_row;
+    let j = t % per_row;              // q pairs, then k pairs, then v pairs
+    let pos = positions[rp.pos_offset + m];
+    let idx = (m * rp.qkv_stride + rp.q_offset) / 2u + j;
+    let slot_pair = (pos % rp.capacity) * kv_pairs;
+    if (j < q_pairs + kv_pairs) {
+        let r = rotate_pair(qkv[idx], pos, inv_freq[j % half]);
+        qkv[idx] = r;
+        if (j >= q_pairs) {
+            store_k2(slot_pair + j - q_pairs, r);
+        }
+    } else {
+        store_v2(slot_pair + j - q_pairs - kv_pairs, qkv[idx]);
+    }
 }
 
 // -------------------------------------------------------------------------- kv_write

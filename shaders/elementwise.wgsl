@@ -60,16 +60,7 @@ fn erf_small(x: f32) -> f32 {
     return x * (num + 3.20937758913846947e03) / (den + 2.84423683343917062e03);
 }
 
-// exp(a) with an explicit reduction a = n·ln2 + r (ln2 split so n·LN2_HI is exact): the builtin
-// forms a·log2(e) in f32 internally, which costs ~|a|·2^-24 relative error for large |a|.
-const LN2_HI: f32 = 0.693145751953125;
-const LN2_LO: f32 = 1.428606765330187e-06;
-
-fn exp_accurate(a: f32) -> f32 {
-    let n = round(clamp(a, -150.0, 128.0) * 1.4426950408889634);
-    let r = (a - n * LN2_HI) - n * LN2_LO;
-    return ldexp(exp(r), i32(n));
-}
+// #include silu.wgsl   (exp_accurate, silu)
 
 // exp(-x²/2) with x² split as t² + (x-t)(x+t), t = |x| rounded down to 1/16: t²/2 is exact in
 // f32 and (x-t)(x+t) is small, so the result carries only exp's own rounding. (Forming
@@ -137,9 +128,6 @@ fn gelu(x: f32) -> f32 {
     return 0.5 * x * (2.0 - c);      // 1 + erf(y) = 2 - erfc(y)
 }
 
-fn silu(x: f32) -> f32 {
-    return x / (1.0 + exp_accurate(-x));
-}
 
 // ------------------------------------------------------------------------ indexing
 struct Elem {

@@ -14,7 +14,16 @@
 //   residual array<f32>        same layout as y: y = residual + x·Wᵀ + b        (#if RESIDUAL)
 //   ACCUMULATE: y += x·Wᵀ + b in place (the fused residual when y is the residual stream)
 //   ONE_ROW: M == 1 (the decode step): one accumulator per row instead of four
-// Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual
+//   NORM: x is first RMS-normalised per row, y = W·(x / rms(x) · g) with g = norm_w (· (1 +
+//         norm_ada) #if NORM_ADA): the pre-norm of the next matmul fused in. Each workgroup
+//         reads all of x anyway, so it also sums x² and scales its dot products by 1/rms at the
+//         end (Σ q·(x·g) / rms: same value as normalising first, rounded in another order).
+//   SWIGLU: W is a fused [gate; up] of 2F rows (up rows from up_row on); a workgroup takes
+//         features f0, f0+1 (gate rows f0, f0+1 and up rows up_row + f0, up_row + f0 + 1) and
+//         writes y[m, out_col + f] = silu(gate_f) · up_f (silu.wgsl) for f < n_rows = F.
+//         The activation of the FFN fused in: no [M, 2F] intermediate, no extra dispatch.
+// Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual,
+//   6 norm_w, 7 norm_ada
 //
 // Work split. A workgroup of WG (128) invocations owns ROWS (4) adjacent rows. A row's K/32 blocks hold 4 nibble words
 // each (8 weights: elements 4j..4j+3 in the low and 16+4j..16+4j+3 in the high nibbles of word j),
@@ -40,7 +49,11 @@ struct Params {
     out_col: u32,     // column of y written by this block's first row (view offset + row0)
     groups_x: u32,    // workgroups along x (for the 2-D linearisation)
     bias_col: u32,    // bias index of this block's first row (row0)
+    eps: f32,         // NORM: the norm's epsilon
+    up_row: u32,      // SWIGLU: first up row within the weight block
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // 4 rows of 128 invocations measured fastest on the H100 (kernel_bench, session 13: against 2-16
@@ -64,9 +77,25 @@ const MAX_M: u32 = 4u;
 // #if RESIDUAL
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 // #endif
+// #if NORM
+@group(0) @binding(6) var<storage, read> norm_w: array<vec4<f32>>;
+// #if NORM_ADA
+@group(0) @binding(7) var<storage, read> norm_ada: array<vec4<f32>>;
+// #endif
+// #endif
+// #if SWIGLU
+// #include silu.wgsl   (silu)
+// #endif
+
+// Accumulators per invocation: ROWS dot products, plus (NORM) the sum of squares of x.
+// #if NORM
+const SUMS: u32 = ROWS + 1u;
+// #else
+const SUMS: u32 = ROWS;
+// #endif
 
 // #if SUBGROUPS
-var<workgroup> partial: array<vec4<f32>, 64 * ROWS>;  // [row][subgroup] (subgroups of >= 4 lanes)
+var<workgroup> partial: array<vec4<f32>, 64 * SUMS>;  // [sum][subgroup] (subgroups of >= 4 lanes)
 // #else
 var<workgroup> partial: array<vec4<f32>, WG>;         // one row's partials at a time
 // #endif
@@ -77,17 +106,33 @@ fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
 }
 
+// #if SWIGLU
+// local row r of workgroup wgi: gate rows 2wgi, 2wgi+1 (r = 0, 1), up rows of the same features
+fn weight_row(wgi: u32, r: u32) -> u32 {
+    let f = wgi * 2u + r % 2u;
+    return select(f, p.up_row + f, r >= 2u);
+}
+fn row_valid(wgi: u32, r: u32) -> bool { return wgi * 2u + r % 2u < p.n_rows; }
+// #else
+fn weight_row(wgi: u32, r: u32) -> u32 { return wgi * ROWS + r; }
+fn row_valid(wgi: u32, r: u32) -> bool { return wgi * ROWS + r < p.n_rows; }
+// #endif
+
+var<workgroup> finals: array<vec4<f32>, SUMS>;  // the workgroup's total of each accumulator
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         // #if SUBGROUPS
         @builtin(subgroup_size) sg_size: u32,
         // #endif
         @builtin(local_invocation_index) li: u32) {
-    let row0 = (wid.x + wid.y * p.groups_x) * ROWS;
+    let wgi = wid.x + wid.y * p.groups_x;
     let blocks_per_row = p.K / 32u;
     let x_row_vec4 = p.K / 4u;
 
-    var acc: array<vec4<f32>, ROWS>;  // acc[r][m]: this invocation's partial dot of row0 + r with x row m
+    // acc[r][m]: this invocation's partial dot of local row r with x row m; acc[ROWS][m] (NORM):
+    // its partial sum of x[m]²
+    var acc: array<vec4<f32>, SUMS>;
     for (var s = li; s < blocks_per_row * 4u; s += WG) {
         let b = s / 4u;
         let j = s % 4u;
@@ -100,12 +145,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 xb[m] = x[m * x_row_vec4 + b * 8u + 4u + j];
             }
         }
+        // #if NORM
+        var ga = norm_w[b * 8u + j];
+        var gb = norm_w[b * 8u + 4u + j];
+        // #if NORM_ADA
+        ga *= 1.0 + norm_ada[b * 8u + j];
+        gb *= 1.0 + norm_ada[b * 8u + 4u + j];
+        // #endif
+        for (var m = 0u; m < MAX_M; m++) {
+            acc[ROWS][m] += dot(xa[m], xa[m]) + dot(xb[m], xb[m]);
+            xa[m] *= ga;
+            xb[m] *= gb;
+        }
+        // #endif
         for (var r = 0u; r < ROWS; r++) {
-            if (row0 + r < p.n_rows) {
+            if (row_valid(wgi, r)) {
                 // block (row, b): scale at its byte 0, nibble word j at byte 2 + 4j; odd blocks
                 // start 2 bytes into a word (scale in the high half, quant words aligned), even
                 // blocks on a word (each quant word straddles two words)
-                let blk = (row0 + r) * blocks_per_row + b;
+                let blk = weight_row(wgi, r) * blocks_per_row + b;
                 let byte = blk * BLOCK_BYTES;
                 let odd = (byte & 2u) != 0u;
                 let w0 = weights[byte >> 2u];
@@ -126,7 +184,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // #if SUBGROUPS
     let run = min(sg_size, 32u);  // invocations summed by the shuffles below
     for (var off = 16u; off > 0u; off >>= 1u) {
-        for (var r = 0u; r < ROWS; r++) {
+        for (var r = 0u; r < SUMS; r++) {
             // #if ONE_ROW
             acc[r].x += select(0.0, subgroupShuffleXor(acc[r].x, off), off < sg_size);
             // #else
@@ -135,20 +193,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     if (li % run == 0u) {
-        for (var r = 0u; r < ROWS; r++) {
+        for (var r = 0u; r < SUMS; r++) {
             partial[r * 64u + li / run] = acc[r];
         }
     }
     workgroupBarrier();
-    if (li < ROWS && row0 + li < p.n_rows) {
+    if (li < SUMS) {
         var total = vec4<f32>(0.0);
         for (var i = 0u; i < WG / run; i++) {
             total += partial[li * 64u + i];
         }
-        write_row(row0 + li, total);
+        finals[li] = total;
     }
     // #else
-    for (var r = 0u; r < ROWS; r++) {
+    for (var r = 0u; r < SUMS; r++) {
         partial[li] = acc[r];
         workgroupBarrier();
         for (var off = WG / 2u; off > 0u; off >>= 1u) {
@@ -157,10 +215,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
             workgroupBarrier();
         }
-        if (li == 0u && row0 + r < p.n_rows) {
-            write_row(row0 + r, partial[0]);
+        if (li == 0u) {
+            finals[r] = partial[0];
         }
-        workgroupBarrier();  // partial[0] is read before the next row overwrites it
+        workgroupBarrier();  // partial[0] is read before the next sum overwrites it
+    }
+    // #endif
+    workgroupBarrier();
+
+    var inv = vec4<f32>(1.0);  // 1 / rms(x[m]) with NORM (rmsnorm.wgsl's formula)
+    // #if NORM
+    inv = 1.0 / sqrt(finals[ROWS] / f32(p.K) + p.eps);
+    // #endif
+    // #if SWIGLU
+    if (li < 2u && row_valid(wgi, li)) {
+        let f = wgi * 2u + li;
+        let gate = finals[li] * inv;
+        let up = finals[2u + li] * inv;
+        for (var m = 0u; m < p.M; m++) {
+            y[m * p.out_stride + p.out_col + f] = silu(gate[m]) * up[m];
+        }
+    }
+    // #else
+    if (li < ROWS && row_valid(wgi, li)) {
+        write_row(weight_row(wgi, li), finals[li] * inv);
     }
     // #endif
 }

@@ -69,7 +69,10 @@ def test_shaders_fit_browser_default_limits():
     for path in sorted(find_shaders_dir().glob("*.wgsl")):
         src = preprocess(expand_includes(path.read_text(), path.parent),
                          {"SUBGROUPS", "BIAS", "RESIDUAL", "ADA", "KV_F16"})
-        consts = {name: int(v) for name, v in re.findall(r"const (\w+): u32 = (\d+)u;", src)}
+        consts: dict = {}
+        for name, expr in re.findall(r"const (\w+): u32 = ([\w\s+*]+);", src):
+            if not expr.strip().startswith("0x"):
+                consts[name] = value(expr, consts)
         for dims in re.findall(r"@workgroup_size\(([^)]*)\)", src):
             assert math.prod(value(d, consts) for d in dims.split(",")) <= 256, path.name
         shared = 0
@@ -105,6 +108,73 @@ def test_q4_matvec(host, subgroups, m, n, k_dim, record_error):
     err = float(np.max(np.abs(k.read(out) - ref)) / scale)
     record_error("q4_matvec", err)
     assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
+
+
+def rms_normed(x, g, eps, ada=None):
+    """float64 reference of rmsnorm: x / sqrt(mean(x²) + eps) · g [· (1 + ada)]."""
+    x = x.astype(np.float64)
+    y = x / np.sqrt((x * x).mean(axis=1, keepdims=True) + eps) * g
+    return y if ada is None else y * (1.0 + ada)
+
+
+# bound: MATVEC_BOUND, relative to the summed terms' magnitude as in test_q4_matvec
+@pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
+@pytest.mark.parametrize("m", [1, 4])
+@pytest.mark.parametrize("use_ada", [False, True])
+@pytest.mark.parametrize("n,k_dim", [(70, 96), (1001, 3072)])
+def test_q4_matvec_with_fused_rmsnorm(host, subgroups, m, use_ada, n, k_dim, record_error):
+    """NORM: y = W · rmsnorm(x) (· (1 + ada)) in the matvec itself, plus a bias and a residual."""
+    if subgroups and not host.has_subgroups:
+        pytest.skip("adapter has no subgroups")
+    seed = seed_of("q4_norm", subgroups, m, use_ada, n, k_dim)
+    rng = np.random.default_rng(seed)
+    k = Kernels(host, use_subgroups=subgroups)
+    q, w = q4_weight(rng, n, k_dim)
+    x = (rng.standard_normal((m, k_dim)) * rng.uniform(0.1, 30, (m, 1))).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, k_dim).astype(np.float32)
+    ada = rng.uniform(-0.5, 0.5, k_dim).astype(np.float32) if use_ada else None
+    b = rng.standard_normal(n).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    gw, gx, out = k.upload_weight(q), k.tensor(x), k.empty((m, n))
+    k.fill_bits(out, NAN_BITS)
+    norm = (k.tensor(g), 1e-5, None if ada is None else k.tensor(ada))
+    run(k, lambda s: k.q4_matvec(s, gx, gw, out, k.tensor(b), k.tensor(res), norm=norm))
+    xn = rms_normed(x, g, 1e-5, ada)
+    ref = res + xn @ w.T + b
+    scale = max(np.abs(ref).max(), (np.abs(xn) @ np.abs(w).T).max() / 8)
+    err = float(np.max(np.abs(k.read(out) - ref)) / scale)
+    record_error("q4_matvec + rmsnorm", err)
+    assert err < MATVEC_BOUND, f"seed={seed} err={err:.3g}"
+
+
+# bound: 2e-6 of the largest output (silu(a)·b has no cancellation beyond its inputs')
+@pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("with_norm", [False, True])
+@pytest.mark.parametrize("f,k_dim", [(5, 64), (1030, 3072)])
+def test_q4_swiglu(host, subgroups, m, with_norm, f, k_dim, record_error):
+    """SWIGLU: out = silu(x'·gateᵀ) ⊙ (x'·upᵀ) from the fused [gate; up] weight in one dispatch,
+    x' = x or rmsnorm(x) · g (odd feature counts: a last workgroup with one feature)."""
+    if subgroups and not host.has_subgroups:
+        pytest.skip("adapter has no subgroups")
+    seed = seed_of("q4_swiglu", subgroups, m, with_norm, f, k_dim)
+    rng = np.random.default_rng(seed)
+    k = Kernels(host, use_subgroups=subgroups)
+    q, w = q4_weight(rng, 2 * f, k_dim)  # rows [0, f): gate, [f, 2f): up
+    x = (rng.standard_normal((m, k_dim)) * 0.5).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, k_dim).astype(np.float32)
+    gw, gx = k.upload_weight(q), k.tensor(x)
+    out = k.empty((m, f + 3)).view_cols(1, 1 + f)  # a column range of a wider matrix
+    k.fill_bits(out, NAN_BITS)
+    norm = (k.tensor(g), 1e-6, None) if with_norm else None
+    run(k, lambda s: k.q4_swiglu(s, gx, gw, out, norm=norm))
+    xn = rms_normed(x, g, 1e-6) if with_norm else x.astype(np.float64)
+    a, u = xn @ w[:f].T, xn @ w[f:].T
+    ref = a / (1.0 + np.exp(-a)) * u
+    got = k.read(out)
+    err = max_rel(got, ref)
+    record_error("q4_swiglu", err)
+    assert err < 2e-6, f"seed={seed} err={err:.3g}"
 
 
 def test_q4_rows_written_in_place_equal_an_upload(host):
@@ -505,6 +575,41 @@ def test_kv_write_f16_bytes_match_numpy(host):
     mismatch = max(np.mean(got_k[slots] != kn.astype(np.float16)),
                    np.mean(got_v[slots] != vn.astype(np.float16)))
     assert mismatch < 0.01, f"seed={seed}: {mismatch:.3%} of halves differ from numpy's rounding"
+
+
+@pytest.mark.parametrize("kv_dtype", ["f32", "f16"])
+@pytest.mark.parametrize("m,n_q,n_kv,hd,cap", [(1, 32, 8, 128, 50), (3, 4, 2, 64, 5), (4, 8, 8, 16, 9)])
+def test_rope_kv_write_equals_rope_then_kv_write(host, kv_dtype, m, n_q, n_kv, hd, cap):
+    """The fused decode-step kernel leaves exactly the bytes of rope (q and k in place) followed
+    by kv_write (rotated k and v into the ring at p % capacity), including ring wrap-around and
+    a positions view at an offset."""
+    seed = seed_of("rope_kv", kv_dtype, m, n_q, n_kv, hd)
+    rng = np.random.default_rng(seed)
+    theta, width = 1e6, n_kv * hd
+    qkv = rng.standard_normal((m, (n_q + 2 * n_kv) * hd + 6)).astype(np.float32)  # + 6 spare columns
+    start = int(rng.integers(cap - m, 40000))
+    pos = np.concatenate([[ALL_ONES] * 5, np.arange(start, start + m)]).astype(np.uint32)
+    results = []
+    for fused in (False, True):
+        k = Kernels(host)
+        g, gpos = k.tensor(qkv), k.tensor(pos)
+        kc, vc = k.kv_cache(cap, width, kv_dtype), k.kv_cache(cap, width, kv_dtype)
+        for c in (kc, vc):
+            k.fill_bits(c, 0x3F803F80)  # stale ring contents that must survive outside the slots
+        view = g.view_cols(2, 2 + (n_q + 2 * n_kv) * hd)
+        p = gpos.view_elems(5, 5 + m)
+        if fused:
+            run(k, lambda s: k.rope_kv_write(s, view, p, n_q, n_kv, hd, theta, kc, vc))
+        else:
+            qk = g.view_cols(2, 2 + (n_q + n_kv) * hd)
+            kk = g.view_cols(2 + n_q * hd, 2 + (n_q + n_kv) * hd)
+            vv = g.view_cols(2 + (n_q + n_kv) * hd, 2 + (n_q + 2 * n_kv) * hd)
+            run(k, lambda s: (k.rope(s, qk, p, n_q + n_kv, hd, theta),
+                              k.kv_write(s, kk, vv, p, kc, vc)))
+        results.append([host.read_buffer(t.buffer) for t in (g, kc, vc)])
+    for plain, fused in zip(*results):
+        assert plain == fused, f"seed={seed}"
+    assert results[0][0] != qkv.tobytes()  # the rotation did happen
 
 
 # ------------------------------------------------------------------------- elementwise

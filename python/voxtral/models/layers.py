@@ -212,18 +212,36 @@ class TransformerLayer:
 
     def __call__(self, ops, h, positions, cache: KVCache | None = None, ffn_ada=None):
         cfg, w = self.cfg, self.w
-        x = ops.rmsnorm(h, w.attention_norm, cfg.norm_eps)
-        # q [M, n_heads*hd], k and v [M, n_kv_heads*hd]
-        q, k, v = ops.linear_split(x, (w.wq, w.wk, w.wv), (w.bq, w.bk, w.bv))
+        # q [M, n_heads*hd], k and v [M, n_kv_heads*hd] of the normed h
+        q, k, v = norm_linear_split(ops, h, w.attention_norm, cfg.norm_eps, (w.wq, w.wk, w.wv),
+                                    (w.bq, w.bk, w.bv))
         if cfg.use_rope:  # the TTS flow-matching head has no positional encoding
             q, k = ops.rope_qk(q, k, positions, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)
         a = cached_attention(ops, cfg, q, k, v, positions, cache)  # [M, n_heads*hd]
         h = ops.linear(a, w.wo, w.bo, residual=h)
-        x = ops.rmsnorm(h, w.ffn_norm, cfg.norm_eps, ada=ffn_ada)
-        return swiglu(ops, x, w, residual=h)
+        return swiglu(ops, h, w, residual=h, norm=(w.ffn_norm, cfg.norm_eps, ffn_ada))
 
 
-def swiglu(ops, x, w: LayerWeights, residual=None):
-    """[residual +] W2·(silu(W1·x) ⊙ W3·x) + b2 -> [M, dim]."""
-    gate, up = ops.linear_split(x, (w.w1, w.w3))  # [M, hidden] each
-    return ops.linear(ops.swiglu(gate, up), w.w2, w.b2, residual=residual)
+def norm_linear_split(ops, h, norm_w, eps: float, ws, bs=None, ada=None):
+    """ops.linear_split(ops.rmsnorm(h, norm_w, eps, ada=ada), ws, bs); a backend may do both in
+    one step (WebGPU: the decode step's matvec normalises its own input)."""
+    fused = getattr(ops, "norm_linear_split", None)
+    if fused is not None:
+        return fused(h, norm_w, eps, ws, bs, ada=ada)
+    return ops.linear_split(ops.rmsnorm(h, norm_w, eps, ada=ada), ws, bs)
+
+
+def swiglu(ops, x, w: LayerWeights, residual=None, norm=None):
+    """[residual +] W2·(silu(W1·x') ⊙ W3·x') + b2 -> [M, dim], x' = x, or with norm = (norm_w,
+    eps, ada | None) x' = rmsnorm(x, norm_w, eps, ada). A backend may fuse the norm, the gate/up
+    matmul and the activation (WebGPU: one dispatch in the decode step)."""
+    norm_w, eps, ada = norm if norm is not None else (None, 0.0, None)
+    fused = getattr(ops, "norm_swiglu", None)
+    if fused is not None:
+        act = fused(x, norm_w, eps, w.w1, w.w3, ada=ada)
+    else:
+        if norm_w is not None:
+            x = ops.rmsnorm(x, norm_w, eps, ada=ada)
+        gate, up = ops.linear_split(x, (w.w1, w.w3))  # [M, hidden] each
+        act = ops.swiglu(gate, up)
+    return ops.linear(act, w.w2, w.b2, residual=residual)

@@ -470,19 +470,61 @@ class Kernels:
             bindings[5] = residual
         return bindings
 
-    def q4_matvec(self, seq, x, w, out, bias=None, residual=None) -> None:
+    def q4_matvec(self, seq, x, w, out, bias=None, residual=None, norm=None) -> None:
+        """out = [residual +] x'·Wᵀ [+ bias] for M <= 4 rows; x' = x, or with norm = (g, eps,
+        ada | None) the RMS-normalised x / rms(x) · g [· (1 + ada)] (the pre-norm fused in)."""
         _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
         _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
         flags = self._linear_checks(x, w, out, bias, residual)
+        extra = self._norm_bindings(x, norm, flags)
         if x.rows == 1:
             flags.add("ONE_ROW")  # the decode step: one accumulator per row
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
+        eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
             gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
             params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
-                                   out.offset + block.row_start, gx, block.row_start)
+                                   out.offset + block.row_start, gx, block.row_start, eps, 0, 0, 0, 0)
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
+            bindings.update(extra)
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    def _norm_bindings(self, x, norm, flags: set) -> dict:
+        """Bindings (and flags) of q4_matvec's fused RMS norm: norm = (g [K], eps, ada [K] | None)."""
+        if norm is None:
+            return {}
+        g, _, ada = norm
+        _require(g.contiguous and g.size == x.cols, f"the norm weight must have {x.cols} values")
+        flags.add("NORM")
+        bindings = {6: g}
+        if ada is not None:
+            _require(ada.contiguous and ada.size == x.cols, f"the norm's ada must have {x.cols} values")
+            flags.add("NORM_ADA")
+            bindings[7] = ada
+        return bindings
+
+    def q4_swiglu(self, seq, x, w, out, norm=None) -> None:
+        """out[m, f] = silu(gate_f · x'_m) · (up_f · x'_m) for M <= 4 rows, w the fused [gate; up]
+        Q4 weight of 2F rows in one block; x' = x or its RMS norm (see q4_matvec). One dispatch:
+        the FFN's gate/up matvec with its activation (and optionally its pre-norm) fused."""
+        _require(w.dtype == "q4_0" and w.rows % 2 == 0, "q4_swiglu needs a fused [gate; up] Q4 weight")
+        _require(len(w.blocks) == 1, "q4_swiglu needs the fused weight in one binding")
+        _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_swiglu handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
+        f = w.rows // 2
+        _require(x.contiguous and x.dtype == "f32" and x.cols == w.cols, "q4_swiglu: x [M, K] f32")
+        _require(out.dtype == "f32" and out.shape == (x.rows, f), f"q4_swiglu: out must be [{x.rows}, {f}]")
+        flags = {"SWIGLU"}
+        extra = self._norm_bindings(x, norm, flags)
+        if x.rows == 1:
+            flags.add("ONE_ROW")
+        pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
+        block = w.blocks[0]
+        gx, gy = self._grid(-(-f // 2))  # two features (four rows) per workgroup
+        eps = float(norm[1]) if norm is not None else 0.0
+        params = self._uniform(x.rows, f, w.cols, out.row_stride, out.offset, gx, 0, eps, f, 0, 0, 0)
+        bindings = {0: block.buffer, 1: x, 2: out, 3: params}
+        bindings.update(extra)
+        self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
 
     def q4_matmul(self, seq, x, w, out, bias=None, residual=None) -> None:
         _require(w.dtype == "q4_0", "q4_matmul needs a Q4_0 weight")
@@ -585,6 +627,26 @@ class Kernels:
         params = self._uniform(k.rows, width, capacity, positions.offset, k.offset, k.row_stride,
                                v.offset, v.row_stride, gx)
         group = self._bind(pipeline, {3: positions, 6: k, 7: v, 8: k_cache, 9: v_cache, 10: params})
+        self._append(seq, pipeline, group, gx, gy)
+
+    def rope_kv_write(self, seq, qkv: GPUTensor, positions: GPUTensor, n_heads: int,
+                      n_kv_heads: int, head_dim: int, theta: float, k_cache: GPUTensor,
+                      v_cache: GPUTensor) -> None:
+        """rope + kv_write in one dispatch, for q|k|v adjacent in `qkv` ([M, (n_heads +
+        2 n_kv_heads) * head_dim] view of a fused QKV output): q and k rotated in place, the
+        rotated k and v written into the ring caches at positions[m] % capacity."""
+        capacity, width = k_cache.shape
+        _require(width == n_kv_heads * head_dim and head_dim % 2 == 0, "rope_kv_write: kv width")
+        _require(qkv.cols == (n_heads + 2 * n_kv_heads) * head_dim, "rope_kv_write: q|k|v columns")
+        _require(qkv.offset % 2 == 0 and qkv.row_stride % 2 == 0, "rope_kv_write: even offset/stride")
+        _require(qkv.rows <= capacity, f"{qkv.rows} new rows overflow a ring of {capacity}")
+        _require(positions.dtype in ("u32", "i32") and positions.size >= qkv.rows, "rope_kv_write: positions")
+        pipeline = self._pipeline("attention.wgsl", "rope_kv_write", self._kv_flags(k_cache, v_cache))
+        gx, gy = self._grid(-(-qkv.rows * qkv.cols // 2 // WORKGROUP_INVOCATIONS))
+        params = self._uniform(qkv.rows, n_heads, n_kv_heads, head_dim, qkv.row_stride, qkv.offset,
+                               capacity, positions.offset, gx)
+        group = self._bind(pipeline, {3: positions, 8: k_cache, 9: v_cache, 12: qkv,
+                                      13: self.rope_inv_freq(head_dim, theta), 14: params})
         self._append(seq, pipeline, group, gx, gy)
 
     def attention(self, seq, q: GPUTensor, k_cache: GPUTensor, v_cache: GPUTensor,

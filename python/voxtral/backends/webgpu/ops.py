@@ -124,6 +124,7 @@ class WebGPUOps:
         self._positions: dict[bytes, DeviceArray] = {}  # positions uploaded since the last submit
         self.submits = 0
         self._capture = None  # (pos tensor, kept tensors) while a step graph is being recorded
+        self._last_rope = None  # (dispatch, q, k, rope args) of the last rope_qk (see GPURingCache)
 
     # ------------------------------------------------------------------------ memory
     def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:
@@ -325,6 +326,36 @@ class WebGPUOps:
         self._linear_rows(x, gw, out, gb)
         return _split_views(out, ws)
 
+    def norm_linear_split(self, h, norm_w, eps: float, ws, bs=None, ada=None):
+        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs). For a few rows (the decode step)
+        with a Q4 weight in one binding it is ONE dispatch: the matvec normalises its input
+        itself (q4_matvec NORM); else the two ops."""
+        h = self.asarray(h)
+        gw, gb = self._split_weight(ws, bs)
+        if h.rows > MAX_M_MATVEC or gw.dtype != "q4_0" or not h.contiguous:
+            return self.linear_split(self.rmsnorm(h, norm_w, eps, ada=ada), ws, bs)
+        out = self._alloc((h.shape[0], gw.rows))
+        self.k.q4_matvec(self.seq, h, gw, out, gb, norm=self._norm(norm_w, eps, ada))
+        return _split_views(out, ws)
+
+    def norm_swiglu(self, h, norm_w, eps: float, w_gate, w_up, ada=None):
+        """silu(x·gateᵀ) ⊙ (x·upᵀ), x = rmsnorm(h, norm_w, eps, ada) (norm_w None: x = h). For a
+        few rows with the fused gate/up Q4 weight in one binding it is ONE dispatch (q4_swiglu:
+        norm, both matvecs and the activation); else norm, matmul and swiglu."""
+        h = self.asarray(h)
+        gw, _ = self._split_weight((w_gate, w_up), None)
+        if (h.rows > MAX_M_MATVEC or gw.dtype != "q4_0" or len(gw.blocks) != 1
+                or not h.contiguous or w_gate.shape != w_up.shape):
+            x = h if norm_w is None else self.rmsnorm(h, norm_w, eps, ada=ada)
+            return self.swiglu(*self.linear_split(x, (w_gate, w_up)))
+        out = self._alloc((h.shape[0], gw.rows // 2))
+        norm = None if norm_w is None else self._norm(norm_w, eps, ada)
+        self.k.q4_swiglu(self.seq, h, gw, out, norm=norm)
+        return out
+
+    def _norm(self, norm_w, eps: float, ada):
+        return (self._param(norm_w), float(eps), None if ada is None else self._param(ada))
+
     def _split_weight(self, ws, bs):
         """(fused weight, fused bias or None) of row-concatenated ws, made once per weight set."""
         bs = tuple(bs) if bs is not None else (None,) * len(ws)
@@ -384,6 +415,8 @@ class WebGPUOps:
             both = GPUTensor(q.buffer, (q.rows, q.cols + k.cols), q.dtype, q.offset, q.row_stride)
             self.k.rope(self.seq, both, self._positions_tensor(positions), n_heads + n_kv_heads,
                         head_dim, theta)
+            # the ring cache's attend may swap this dispatch for rope + kv_write in one
+            self._last_rope = (self.seq[-1], q, k, n_heads, n_kv_heads, head_dim, theta)
             return q, k
         return (self.rope_interleaved(q, positions, n_heads, head_dim, theta),
                 self.rope_interleaved(k, positions, n_kv_heads, head_dim, theta))
@@ -630,6 +663,23 @@ class GPURingCache:
     def n_slots(self) -> int:
         return self.capacity
 
+    def _just_roped_qkv(self, q, k, v):
+        """The q|k|v view when the last recorded dispatch is rope_qk's rotation of exactly this
+        q and k (adjacent columns of one QKV output, v right after k) with this layer's RoPE:
+        that dispatch and the kv_write that follows become one rope_kv_write (decode steps:
+        one dispatch fewer per layer). None otherwise."""
+        ops, cfg = self.ops, self.cfg
+        last = ops._last_rope
+        if last is None or not ops.seq or ops.seq[-1] is not last[0]:
+            return None
+        _, lq, lk, n_heads, n_kv_heads, head_dim, theta = last
+        if (lq is not q or lk is not k or not isinstance(v, GPUTensor) or v.buffer is not q.buffer
+                or v.row_stride != q.row_stride or v.offset != k.offset + k.cols or v.rows != q.rows
+                or (n_heads, n_kv_heads, head_dim, theta)
+                != (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta)):
+            return None
+        return GPUTensor(q.buffer, (q.rows, q.cols + k.cols + v.cols), q.dtype, q.offset, q.row_stride)
+
     def attend(self, q, k, v, positions):
         ops, cfg = self.ops, self.cfg
         positions = np.asarray(positions, dtype=np.int64)
@@ -641,7 +691,13 @@ class GPURingCache:
             e = min(m, s + MAX_ATTENTION_BATCH)
             pos = ops._positions_tensor(positions[s:e])
             qs, ks, vs = (t if (s, e) == (0, m) else t.view_rows(s, e) for t in (q, k, v))
-            ops.k.kv_write(ops.seq, ks, vs, pos, self.keys, self.values)
+            qkv = self._just_roped_qkv(q, k, v) if (s, e) == (0, m) else None
+            if qkv is not None:  # q, k rotated by the dispatch just recorded: redo it fused
+                ops.seq.pop()
+                ops.k.rope_kv_write(ops.seq, qkv, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
+                                    cfg.rope_theta, self.keys, self.values)
+            else:
+                ops.k.kv_write(ops.seq, ks, vs, pos, self.keys, self.values)
             out = ops._alloc((e - s, cfg.n_heads * cfg.head_dim))
             ops.k.attention(ops.seq, qs, self.keys, self.values, pos, out, cfg.n_heads,
                             cfg.n_kv_heads, cfg.head_dim, _window(self.window, self.capacity))
