@@ -55,13 +55,28 @@ def time_seq(k: Kernels, seq: list) -> tuple[float, float, float | None]:
     return (t_done - t) / n, (t_encoded - t) / n, (gpu / n if gpu is not None else None)
 
 
-def bench_shape(k: Kernels, weight, m: int, reps: int, rng) -> tuple[tuple, np.ndarray]:
+# The decode step's fused forms (--fused): name suffixes of a DECODER shape
+FUSED = [("dec.qkv", "norm"), ("dec.w13", "swiglu"), ("dec.w13", "swiglu+norm"),
+         ("dec.w13", "swiglu+norm+ada")]
+
+
+def bench_shape(k: Kernels, weight, m: int, reps: int, rng, mode: str = "") -> tuple[tuple, np.ndarray]:
+    """mode: "" (plain), or "+"-joined parts of norm / swiglu / ada (the fused kernels)."""
     n, kdim = weight.rows, weight.cols
     x = k.tensor(rng.standard_normal((m, kdim)).astype(np.float32))  # [M, K]
-    out = k.empty((m, n))                                              # [M, N]
+    parts = set(mode.split("+")) if mode else set()
+    norm = None
+    if "norm" in parts:
+        g = k.tensor(rng.uniform(0.5, 1.5, kdim).astype(np.float32))  # [K]
+        ada = k.tensor(rng.uniform(-0.5, 0.5, kdim).astype(np.float32)) if "ada" in parts else None
+        norm = (g, 1e-5, ada)
+    out = k.empty((m, n // 2 if "swiglu" in parts else n))             # [M, N] or [M, N/2]
     seq = []
     for _ in range(reps):
-        k.linear(seq, x, weight, out)
+        if "swiglu" in parts:
+            k.q4_swiglu(seq, x, weight, out, norm=norm)
+        else:
+            k.q4_matvec(seq, x, weight, out, norm=norm) if norm else k.linear(seq, x, weight, out)
     return time_seq(k, seq), k.read(out)
 
 
@@ -118,6 +133,8 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--m", type=int, default=800, help="rows of X for the tiled kernel (encoder frames)")
     ap.add_argument("--only", choices=("matmul", "matvec"), default=None)
+    ap.add_argument("--fused", action="store_true",
+                    help="also the decode step's fused forms (norm, swiglu, norm + ada)")
     ap.add_argument("--split", action="store_true",
                     help="also the split-layout matvec experiment (scripts/experiments/)")
     a = ap.parse_args()
@@ -129,8 +146,11 @@ def main():
         cases += [(name, n, kd, a.m) for name, n, kd in ENCODER]
     if a.only != "matmul":
         cases += [(name, n, kd, 1) for name, n, kd in DECODER]
+        if a.fused:
+            shapes = {name: (n, kd) for name, n, kd in DECODER}
+            cases += [(f"{name}+{mode}",) + shapes[name] + (1,) for name, mode in FUSED]
     weights = {name: k.upload_weight(Q4Tensor((n, kd), random_q4_raw(name, (n, kd), 0)))
-               for name, n, kd, _ in cases}
+               for name, n, kd, _ in cases if "+" not in name}
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     rows, ref = [], {}
     for v in variants:
@@ -143,7 +163,8 @@ def main():
         k = Kernels(host)
         k.extra_defines = frozenset(t for t in tokens if "=" not in t)
         for name, n, kd, m in cases:
-            (wall, encode, gpu), y = bench_shape(k, weights[name], m, a.reps, np.random.default_rng(1))
+            base, _, mode = name.partition("+")
+            (wall, encode, gpu), y = bench_shape(k, weights[base], m, a.reps, np.random.default_rng(1), mode)
             s = gpu if gpu is not None else wall
             same = None
             if name in ref:

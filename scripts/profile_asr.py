@@ -124,6 +124,9 @@ def main():
     ap.add_argument("--preset", default="full")
     ap.add_argument("--seconds", type=float, default=16.0)
     ap.add_argument("--steps", type=int, default=50, help="replays of the decode step")
+    ap.add_argument("--attn-groups", default="",
+                    help="comma-separated ATTN_TARGET_GROUPS values: the decode step's GPU time "
+                         "with each (split-K attention tuning)")
     a = ap.parse_args()
     ops = WebGPUOps()
     t0 = time.perf_counter()
@@ -135,6 +138,17 @@ def main():
     add_roofline(r, ops.host.adapter_name)
     r["decode_profile"] = profile_step(ops, cfg, weights, a.steps)
     r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
+    if a.attn_groups:
+        from voxtral.backends.webgpu import kernels as kernels_module
+        default = kernels_module.ATTN_TARGET_GROUPS
+        r["attn_groups"] = {}
+        for n in (int(v) for v in a.attn_groups.split(",")):
+            kernels_module.ATTN_TARGET_GROUPS = n
+            p = profile_step(ops, cfg, weights, a.steps)
+            r["attn_groups"][n] = {"timestamp_step_ms": p["timestamp_step_ms"],
+                                   "attention_gpu_ms": p["families"]["attention.wgsl:attention"]["gpu_ms"],
+                                   "combine_gpu_ms": p["families"]["attention.wgsl:attention_combine"]["gpu_ms"]}
+        kernels_module.ATTN_TARGET_GROUPS = default
     print(json.dumps(r), flush=True)
 
 
