@@ -14,6 +14,8 @@
 #            arguments go to it) and scripts/profile_asr.py (the decode step and encoder by family)
 #   browser+bench  both, the page first (one call after the install: the least device time)
 #   browser+native the page, then everything `native` runs
+#   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
+#            full model, then `voxtral bench tts --preset full` natively
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
 set -u
 OUT=${OUT:-/tmp/voxtral-out}
@@ -68,6 +70,21 @@ case "${1:-}" in
     timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
     cut -c1-3000 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
     ;;
+  tts)
+    setup_gl
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+    export PYTHONPATH=$PWD/python:/tmp/site
+    python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
+    echo "== page (tts full)"
+    timeout 300 python3 .chr/tools/run_page.py --timeout 280 --name page_tts /tmp/voxtral-site \
+      'index.html?bench=tts&preset=full&frames=50&backend=webgpu' 2>&1 | cut -c1-1500 | tail -3
+    setup_native
+    echo "== voxtral bench tts"
+    timeout 200 python3 -m voxtral bench tts --preset full --frames 50 --backend webgpu --json \
+      > "$OUT/native_tts.json" 2> "$OUT/native_tts.err"
+    grep -v '^    ' "$OUT/native_tts.json" | head -40; tail -3 "$OUT/native_tts.err"
+    ;;
   browser|browser+bench|browser+native)
     # Without the loader debs Chromium's GPU process found no surface extension and exited
     # (session 13's first try): unpack them and name NVIDIA's driver files as gpu-browser's README says.
@@ -89,7 +106,7 @@ case "${1:-}" in
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench|browser+native" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench|browser+native|tts" >&2
     exit 2
     ;;
 esac

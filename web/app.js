@@ -7,10 +7,11 @@
 // WebGPU kernels off subgroup operations.
 // For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
 //
-// Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS]: once the runtime is up,
-// the worker runs `voxtral bench asr`'s passes on a random model built in Python, the page shows
-// the JSON and POSTs it to /result (where a benchmark driver such as gpu-browser's run_page.py
-// collects it; `voxtral serve` answers 405, which is ignored).
+// Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS] or
+// ?bench=tts&preset=tiny|full&frames=50: once the runtime is up, the worker runs `voxtral bench
+// asr`'s (or `bench tts`'s) passes on a random model built in Python, the page shows the JSON and
+// POSTs it to /result (where a benchmark driver such as gpu-browser's run_page.py collects it;
+// `voxtral serve` answers 405, which is ignored).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -20,14 +21,14 @@ const SELFTEST = params.get('selftest') || '';
 const SUBGROUPS = params.get('subgroups') !== '0';  // ?subgroups=0: WebGPU kernels without subgroups
 const CACHE_NAME = 'voxtral-shards-v1';   // the worker writes it; keep the names in step
 const PIECE_SAMPLES = 1280;               // 80 ms at 16 kHz: one audio token
-const BENCH = params.get('bench');        // "asr": benchmark mode (see the header)
+const BENCH = params.get('bench');        // "asr" | "tts": benchmark mode (see the header)
 
 const state = {
   info: null, model: null, runtimeReady: false, loaded: false, loading: false, busy: false,
   recording: false, result: null, resultName: 'transcript', streamedText: '', loadFigures: null,
   shardSources: [], backend: null, gpu: null,
   sentSamples: 0,  // 16 kHz samples of the current recording handed to the worker
-  benchReady: null, benchResult: null,  // benchmark mode (?bench=asr)
+  benchReady: null, benchResult: null,  // benchmark mode (?bench=asr|tts)
 };
 const worker = new Worker('/worker.js');
 let rec = null;          // {stream, ctx, node, src}
@@ -719,8 +720,8 @@ function showBench(text, stateName) {
 }
 
 function startBench(ready) {
-  if (BENCH !== 'asr') {
-    failBench(`unknown benchmark "${BENCH}" (known: asr)`);
+  if (BENCH !== 'asr' && BENCH !== 'tts') {
+    failBench(`unknown benchmark "${BENCH}" (known: asr, tts)`);
     return;
   }
   if (BACKEND !== 'auto' && ready.backend !== BACKEND) {
@@ -728,11 +729,17 @@ function startBench(ready) {
     return;
   }
   const preset = params.get('preset') || 'tiny';
+  state.benchReady = ready;
+  if (BENCH === 'tts') {
+    const frames = Number(params.get('frames') || 50);
+    showBench(`running: TTS benchmark, ${preset} model, ${frames} frames, ${ready.backendLabel} ...`, 'running');
+    worker.postMessage({ type: 'bench', kind: 'tts', preset, frames });
+    return;
+  }
   const seconds = Number(params.get('seconds') || 16);
   const bandwidth = params.get('bandwidth') ? Number(params.get('bandwidth')) : null;
-  state.benchReady = ready;
   showBench(`running: ASR benchmark, ${preset} model, ${seconds} s clip, ${ready.backendLabel} ...`, 'running');
-  worker.postMessage({ type: 'bench', preset, seconds, bandwidth });
+  worker.postMessage({ type: 'bench', kind: 'asr', preset, seconds, bandwidth });
 }
 
 function finishBench(result) {

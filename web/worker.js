@@ -13,8 +13,9 @@
 //   {type:'transcribeSamples', name, samples}        Float32Array at 16 kHz (decodeAudioData output)
 //   {type:'liveStart'} {type:'liveAudio', samples} {type:'liveStop'}
 //   {type:'getReceivedAudio'}                        the 16 kHz samples the live session received
-//   {type:'bench', preset, seconds, bandwidth}       benchmark mode: `voxtral bench asr` on a random
-//                                                    model built in Python (python/voxtral/asr_bench.py)
+//   {type:'bench', kind:'asr', preset, seconds, bandwidth}  benchmark mode: `voxtral bench asr` (or,
+//   {type:'bench', kind:'tts', preset, frames}              kind 'tts', `bench tts`) on a random model
+//                                                    built in Python (voxtral/asr_bench.py, tts_bench.py)
 // Messages out: status, ready, shardProgress, cacheWarning, loaded, partial, fileProgress, liveFigures,
 //   result, receivedAudio, benchResult, error.  Python work runs one task at a time (a promise queue); shard
 //   downloads run outside it so they overlap the Python boot.
@@ -315,7 +316,9 @@ self.onmessage = (e) => {
       enqueue('bench', async () => {
         post({ type: 'status', stage: 'model', text: `benchmark: building a random ${msg.preset} model and timing it ...` });
         const t0 = now();
-        const r = JSON.parse(await pyCall(session.bench_asr, msg.preset, msg.seconds, backendName, msg.bandwidth || null));
+        const r = JSON.parse(msg.kind === 'tts'
+          ? await pyCall(session.bench_tts, msg.preset, msg.frames, backendName)
+          : await pyCall(session.bench_asr, msg.preset, msg.seconds, backendName, msg.bandwidth || null));
         r.wall_s = Math.round(now() - t0) / 1000;
         r.wasm_heap_mb = Math.round(pyodide._module.HEAPU8.length / 2 ** 20);  // Python's memory (peak: it never shrinks)
         post({ type: 'benchResult', result: r });

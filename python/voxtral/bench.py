@@ -9,23 +9,10 @@ roofline fraction, load time, peak host and GPU memory.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import sys
 import time
 
 from voxtral.asr_bench import add_roofline, bench_model, time_asr
-
-
-def bench_model_path(kind: str, preset: str, models_dir: str = "models") -> str:
-    """A random Q4 GGUF of the preset under models/bench/ (made once, then reused)."""
-    from voxtral.testmodel import make_test_model
-    out = os.path.join(models_dir, "bench", f"{kind}-{preset}")
-    path = os.path.join(out, f"voxtral-{kind}-q4.gguf")
-    if not os.path.exists(path):
-        print(f"voxtral bench: generating a random {preset} {kind.upper()} model in {out} ...", file=sys.stderr)
-        make_test_model(kind, out, seed=0, fmt="gguf", preset=preset, progress=sys.stderr.isatty())
-    return path
 
 
 def run_asr_bench(preset: str = "tiny", seconds: float = 16.0, backend: str = "auto",

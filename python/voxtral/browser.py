@@ -181,6 +181,27 @@ class Session:
         r["submits"] = getattr(ops, "submits", None)
         return json.dumps(r)
 
+    def bench_tts(self, preset: str = "tiny", frames: int = 50, backend: str = "numpy") -> str:
+        """The page's TTS benchmark mode: `voxtral bench tts`'s timed frames (voxtral.tts_bench)
+        on a random model of the preset's size built here in memory, on this page's backend."""
+        from voxtral.backends import NumpyOps
+        from voxtral.tts_bench import random_tts_model, time_tts
+        from voxtral.tts_pipeline import prepare_ops
+
+        self.pipe, self.live = None, None  # a loaded model's memory first
+        t0 = time.perf_counter()
+        ops = prepare_ops(self._make_ops(backend) or NumpyOps())
+        _, model, voice_rows, ids = random_tts_model(ops, preset)
+        build_s = time.perf_counter() - t0
+        r = time_tts(ops, model, ids, voice_rows, int(frames))
+        host = getattr(ops, "host", None)
+        r = {"bench": "tts", "preset": preset, "model": f"random {preset} (in memory)", "backend": backend,
+             "host": "browser", "voice": "random", "load_s": round(build_s + r["warmup_s"], 3), **r}
+        r["adapter"] = getattr(host, "adapter_name", "cpu (numpy in Pyodide)")
+        r["gpu_allocated_mb"] = round(getattr(host, "allocated_bytes", 0) / 2**20, 1) if host else None
+        r["submits"] = getattr(ops, "submits", None)
+        return json.dumps(r)
+
     def _need_model(self) -> ASRPipeline:
         if self.pipe is None:
             raise VoxtralError("no model is loaded")

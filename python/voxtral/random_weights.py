@@ -69,6 +69,12 @@ def random_q4_raw(name: str, shape: tuple[int, int], seed: int) -> np.ndarray:
     return raw.reshape(rows, cols // QK * BLOCK_BYTES)
 
 
+def random_voice(name: str, rows: int, dim: int, seed: int) -> np.ndarray:
+    """A voice preset [rows, dim]: like the real ones, frame embeddings of unit-ish scale."""
+    x = _rng(seed, "voice." + name).standard_normal((rows, dim)).astype(np.float32)
+    return bf16_bits_to_f32(f32_to_bf16_bits(x)).reshape(rows, dim)
+
+
 def model_shapes(kind: str, params: dict) -> dict[str, tuple[int, ...]]:
     return asr_tensor_shapes(params) if kind == "asr" else tts_tensor_shapes(params)
 

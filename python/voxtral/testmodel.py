@@ -22,10 +22,10 @@ import numpy as np
 from voxtral.layout import is_q4_candidate
 from voxtral.prepare.shard import DEFAULT_SHARD_BYTES, split_file  # noqa: F401 (split_file re-exported)
 from voxtral.presets import asr_params, tts_params
-from voxtral.random_weights import _rng, model_shapes, random_q4_raw, random_tensor
+from voxtral.random_weights import model_shapes, random_q4_raw, random_tensor, random_voice
 from voxtral.weights.loader import KEY_KIND, KEY_PARAMS, KEY_TEKKEN, VOICE_PREFIX
-from voxtral.weights.safetensors import f32_to_bf16_bits, write_safetensors_bf16_stream
-from voxtral.weights.torch_pt import bf16_bits_to_f32, write_pt_bf16
+from voxtral.weights.safetensors import write_safetensors_bf16_stream
+from voxtral.weights.torch_pt import write_pt_bf16
 
 
 def model_params(kind: str, preset: str) -> dict:
@@ -72,12 +72,6 @@ def write_mistral_dir(kind: str, out_dir: str, params: dict, seed: int, progress
             write_pt_bf16(os.path.join(vdir, f"{name}.pt"), random_voice(name, rows, params["dim"], seed),
                           archive=name)
     return out_dir
-
-
-def random_voice(name: str, rows: int, dim: int, seed: int) -> np.ndarray:
-    """A voice preset [rows, dim]: like the real ones, frame embeddings of unit-ish scale."""
-    x = _rng(seed, "voice." + name).standard_normal((rows, dim)).astype(np.float32)
-    return bf16_bits_to_f32(f32_to_bf16_bits(x)).reshape(rows, dim)
 
 
 def write_gguf(kind: str, path: str, params: dict, seed: int, progress: bool = False,

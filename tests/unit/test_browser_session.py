@@ -95,3 +95,18 @@ def test_errors_are_plain(shards):
     s.load(shards[1])
     with pytest.raises(VoxtralError, match="not a WAV"):
         s.transcribe_file(b"ID3\x04 this is an mp3, say")
+
+
+def test_tts_bench_mode_equals_the_cli():
+    """The page's ?bench=tts (Session.bench_tts, numpy here) runs `voxtral bench tts`'s frames on
+    the same in-memory random model: the same semantic codes, and every figure present."""
+    from voxtral.bench_tts import run_tts_bench
+
+    r = json.loads(Session().bench_tts("tiny", 4, "numpy"))
+    cli = run_tts_bench("tiny", frames=4, backend="numpy")
+    assert r["bench"] == cli["bench"] == "tts" and r["host"] == "browser"
+    assert r["semantic_codes"] == cli["semantic_codes"] and len(r["semantic_codes"]) == 4
+    assert r["prompt_tokens"] == cli["prompt_tokens"] and r["audio_s"] == cli["audio_s"] > 0
+    for key in ("load_s", "prefill_ms", "backbone_ms_per_frame", "fm_ms_per_frame", "codec_ms_per_frame",
+                "frames_per_s", "rtf"):
+        assert r[key] > 0, key

@@ -18,7 +18,7 @@ import voxtral
 BROWSER_PACKAGES = ("audio", "tokenizer", "weights", "models", "backends", "data")
 BROWSER_MODULES = ("__init__.py", "config.py", "layout.py", "presets.py", "transcript.py",
                    "asr_pipeline.py", "errors.py", "browser.py",
-                   "asr_bench.py", "random_weights.py",  # the page's benchmark mode
+                   "asr_bench.py", "tts_bench.py", "random_weights.py",  # the page's benchmark mode
                    "tts_pipeline.py", "browser_tts.py")  # the text-to-speech tab
 SKIP_SUFFIXES = (".pyc", ".pyo")
 
