@@ -40,6 +40,16 @@ bench_native() {
   grep -v tokens "$OUT/native.json"; tail -3 "$OUT/native.err"
 }
 
+setup_page() {  # Chromium on the H100, and the app exported as static files to /tmp/voxtral-site
+  # Without the loader debs Chromium's GPU process found no surface extension and exited
+  # (session 13's first try): unpack them and name NVIDIA's driver files as gpu-browser's README says.
+  setup_gl
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  export PYTHONPATH=$PWD/python:/tmp/site
+  python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
+}
+
 native_extra() {  # where the GPU time goes, and transformers on the same GPU
   echo "== profile"
   timeout 150 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
@@ -71,11 +81,7 @@ case "${1:-}" in
     cut -c1-3000 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
     ;;
   tts)
-    setup_gl
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-    export PYTHONPATH=$PWD/python:/tmp/site
-    python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
+    setup_page
     echo "== page (tts full)"
     timeout 300 python3 .chr/tools/run_page.py --timeout 280 --name page_tts /tmp/voxtral-site \
       'index.html?bench=tts&preset=full&frames=50&backend=webgpu' 2>&1 | cut -c1-1500 | tail -3
@@ -86,13 +92,7 @@ case "${1:-}" in
     grep -v '^    ' "$OUT/native_tts.json" | head -40; tail -3 "$OUT/native_tts.err"
     ;;
   browser|browser+bench|browser+native)
-    # Without the loader debs Chromium's GPU process found no surface extension and exited
-    # (session 13's first try): unpack them and name NVIDIA's driver files as gpu-browser's README says.
-    setup_gl
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-    export PYTHONPATH=$PWD/python:/tmp/site
-    python3 -m voxtral serve --export /tmp/voxtral-site --no-demo --models /nonexistent-models 2>&1 | tail -1
+    setup_page
     echo "== page (full)"
     timeout 300 python3 .chr/tools/run_page.py --timeout 280 --name page_full /tmp/voxtral-site \
       'index.html?bench=asr&preset=full&seconds=16&backend=webgpu&bandwidth=3350' 2>&1 | cut -c1-2000 | tail -30

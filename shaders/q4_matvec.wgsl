@@ -25,10 +25,10 @@
 // Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual,
 //   6 norm_w, 7 norm_ada
 //
-// Work split. A workgroup of WG (128) invocations owns ROWS (4) adjacent rows. A row's K/32 blocks hold 4 nibble words
-// each (8 weights: elements 4j..4j+3 in the low and 16+4j..16+4j+3 in the high nibbles of word j),
-// so a row is K/8 word slots; invocation t takes slots t, t+WG, ... . For each slot it loads the
-// 8 matching x values once and reuses them for all ROWS rows. Why: the activations, not the
+// Work split. A workgroup of WG (128) invocations owns ROWS (4) adjacent rows. A row's K/32
+// blocks hold 4 nibble words each (8 weights: elements 4j..4j+3 in the low and 16+4j..16+4j+3 in
+// the high nibbles of word j), so a row is K/8 word slots; invocation t takes slots t, t+WG, ...
+// For each slot it loads the 8 matching x values once and reuses them for all ROWS rows. Why: the activations, not the
 // weights, were the traffic that limited the earlier lane-per-block kernel (every lane re-read 32
 // x values per block for 2 rows: 3.5x the weight bytes through L1; with x removed as a probe the
 // same kernel ran 2x faster on the H100, docs/perf-notes.md session 13). Here the workgroup reads x

@@ -327,9 +327,9 @@ class WebGPUOps:
         return _split_views(out, ws)
 
     def norm_linear_split(self, h, norm_w, eps: float, ws, bs=None, ada=None):
-        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs). For a few rows (the decode step)
-        with a Q4 weight in one binding it is ONE dispatch: the matvec normalises its input
-        itself (q4_matvec NORM); else the two ops."""
+        """linear_split(rmsnorm(h, norm_w, eps, ada), ws, bs). For up to 4 rows (the decode step)
+        with a Q4 weight it is ONE dispatch per row block of the weight: the matvec normalises its
+        input itself (q4_matvec NORM); else the two ops."""
         h = self.asarray(h)
         gw, gb = self._split_weight(ws, bs)
         if h.rows > MAX_M_MATVEC or gw.dtype != "q4_0" or not h.contiguous:
@@ -339,9 +339,10 @@ class WebGPUOps:
         return _split_views(out, ws)
 
     def norm_swiglu(self, h, norm_w, eps: float, w_gate, w_up, ada=None):
-        """silu(x·gateᵀ) ⊙ (x·upᵀ), x = rmsnorm(h, norm_w, eps, ada) (norm_w None: x = h). For a
-        few rows with the fused gate/up Q4 weight in one binding it is ONE dispatch (q4_swiglu:
-        norm, both matvecs and the activation); else norm, matmul and swiglu."""
+        """silu(x·gateᵀ) ⊙ (x·upᵀ), x = rmsnorm(h, norm_w, eps, ada) (norm_w None: x = h). For up
+        to 4 rows with the fused gate/up Q4 weight in one binding it is ONE dispatch (q4_swiglu:
+        norm, both matvecs and the activation); else norm, matmul and swiglu. (The TTS flow-matching
+        head's 6 rows in two chunks measured no faster: docs/perf-notes.md.)"""
         h = self.asarray(h)
         gw, _ = self._split_weight((w_gate, w_up), None)
         if (h.rows > MAX_M_MATVEC or gw.dtype != "q4_0" or len(gw.blocks) != 1
