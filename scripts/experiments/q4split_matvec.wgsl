@@ -1,11 +1,13 @@
-// q4split_matvec.wgsl — EXPERIMENT (scripts/kernel_bench.py --split): q4_matvec.wgsl's work split
-// (2 rows per 32-lane group, lane l takes blocks l, l+32, ...) over Q4_0 weights repacked into two
-// aligned arrays, to measure what the 18-byte GGUF block stride costs the decode matvec:
+// q4split_matvec.wgsl — EXPERIMENT (scripts/kernel_bench.py --split), kept with its results in
+// docs/perf-notes.md (session 13): the lane-per-block work split of the earlier q4_matvec.wgsl (2 rows
+// per 32-lane group, lane l takes blocks l, l+32, ...) over Q4_0 weights repacked into two aligned
+// arrays, to measure what the 18-byte GGUF block stride costs the decode matvec:
 //   quants array<vec4<u32>>  [n_rows * K/32]: the 16 nibble bytes of each block (one aligned load)
 //   scales array<u32>        [n_rows * K/32 / 2 (+1)]: the f16 scales, two per word
-// M = 1 only. Same summation order as q4_matvec.wgsl. Diagnostic probes (wrong results on
-// purpose, to find the limit): PROBE_NO_DEQUANT (the raw words as floats: no nibble decoding),
-// PROBE_NO_X (constant x: no activation loads).
+// M = 1 only. It sums in that earlier kernel's order, so it matches today's q4_matvec to rounding,
+// not bit for bit. Diagnostic probes (wrong results on purpose, to find the limit):
+// PROBE_NO_DEQUANT (the raw words as floats: no nibble decoding), PROBE_NO_X (constant x: no
+// activation loads).
 
 struct Params {
     n_rows: u32,
