@@ -108,6 +108,27 @@ def test_flow_matching_values_on_random_inputs(ops, tiny):
         assert ref_m.head.semantic_code(ref_m.ops, h) == gpu_m.head.semantic_code(ops, ops.asarray(h))
 
 
+def test_recorded_flow_matching_solve_equals_the_plain_one(ops, tiny):
+    """acoustic_codes replays the Euler solve recorded once per (steps, alpha): the replay gives
+    the bits of the solve run op by op, for new h and noise every frame (it reads its inputs)."""
+    cfg = TTSConfig.from_params(tiny.params, tiny.tokenizer().audio_config)
+    m = TTSModel(cfg, tiny.weights(), ops)
+    graph = ops.flow_matching_graph(m.head, 5, 1.2)
+    rng = np.random.default_rng(SEED + 7)
+    outs = []
+    for _ in range(3):
+        h = ops.asarray(rng.standard_normal((1, cfg.backbone.dim)).astype(np.float32))
+        noise = rng.standard_normal(cfg.n_acoustic_codebook)
+        plain = ops.to_host(m.head.acoustic_values(ops, h, noise, 5, 1.2))
+        replay = ops.to_host(graph.run(h, noise))
+        assert np.array_equal(plain, replay), f"seed {SEED}"
+        outs.append(replay)
+    assert not np.array_equal(outs[0], outs[1])
+    codes = m.head.acoustic_codes(ops, h, noise, 5, 1.2)
+    assert len(m.head._graphs) == 1  # recorded on first use, then replayed
+    assert np.array_equal(codes, m.head.acoustic_codes(ops, h, noise, 5, 1.2))
+
+
 def test_codec_on_random_codes(ops, tiny):
     """The codec alone on random frames (session seed), longer than one streaming window."""
     cfg = TTSConfig.from_params(tiny.params, tiny.tokenizer().audio_config)

@@ -177,6 +177,11 @@ class WebGPUOps:
         from .step_graph import EncoderStepGraph
         return EncoderStepGraph(self, encoder, conv_states, caches, n_mel_frames)
 
+    def flow_matching_graph(self, head, steps: int, alpha: float):
+        """The TTS flow-matching head's Euler solve, recorded (see step_graph)."""
+        from .step_graph import FlowMatchingGraph
+        return FlowMatchingGraph(self, head, steps, alpha)
+
     def decode_step_graph(self, decoder, caches, scales):
         """A recorded decode step, or None when the token embedding needs the host (a dense
         table: BF16/F32 models gather rows on the CPU)."""

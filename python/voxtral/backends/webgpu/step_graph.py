@@ -101,3 +101,34 @@ class EncoderStepGraph:
         ops.k.write(self.pos, np.arange(first_position, first_position + n, dtype=np.uint32))
         ops.seq.extend(self.dispatches)
         return self.out
+
+
+class FlowMatchingGraph:
+    """The TTS flow-matching head's whole Euler solve for one frame (all steps, CFG batched),
+    recorded once per (steps, alpha) and replayed per frame: h and the noise go into fixed
+    buffers, the time table is computed before the recording, and the velocity network's group
+    positions are the recording's fixed positions."""
+
+    def __init__(self, ops: WebGPUOps, head, steps: int, alpha: float):
+        self.ops = ops
+        self.h = ops._alloc((1, int(head.w_llm.shape[1])))             # [1, backbone dim]
+        self.noise = ops._alloc((1, int(head.w_in.shape[1])), for_upload=True)  # [1, 36]
+        groups = np.tile(np.arange(2, dtype=np.uint32), 3)            # [6]: cond, uncond x 3 tokens
+        pos = ops._alloc((groups.size,), "u32", for_upload=True)
+        head.time_table(ops, steps)  # computed now, not recorded
+        ops.flush()
+        ops.k.write(pos, groups)
+        ops.begin_capture(pos)
+        self.out = head.acoustic_values(ops, self.h, self.noise, steps, alpha)  # [1, 36]
+        self.dispatches, self.keep = ops.end_capture()
+        self.keep += [self.out, pos]
+
+    def run(self, h, noise):
+        """Record the solve for backbone hidden h [1, dim] (device) and noise [36] (host) and
+        return its output x [1, 36], valid until the next run."""
+        ops = self.ops
+        ops.flush()  # whatever still reads the previous noise goes first
+        ops.k.write(self.noise, np.asarray(noise, dtype=np.float32).reshape(1, -1))
+        ops.k.copy(ops.seq, ops.asarray(h), self.h)
+        ops.seq.extend(self.dispatches)
+        return self.out

@@ -74,6 +74,7 @@ class FlowMatchingHead:
         self.norm = weights[A + "norm.weight"]
         self._mask: dict[int, tuple[Any, Any]] = {}  # id(ops) -> (ops, [1, 8320] additive mask)
         self._time_tables: dict[tuple[int, int], tuple[Any, Any]] = {}  # (id(ops), steps) -> (ops, [steps, dim])
+        self._graphs: dict[tuple, tuple[Any, Any]] = {}  # (id(ops), steps, alpha) -> (ops, recorded solve)
 
     # ------------------------------------------------------------------------------ semantic
     def semantic_mask(self, ops):
@@ -126,7 +127,9 @@ class FlowMatchingHead:
         dts = np.diff(euler_timesteps(steps))  # [steps]
         t_table = self.time_table(ops, steps)  # [steps, dim]
         llm_tok = ops.concat_rows([ops.linear(h, self.w_llm), ops.zeros((1, self.cfg.flow.dim))])  # [2, dim]
-        x = ops.asarray(np.asarray(noise, dtype=np.float64).reshape(1, -1))  # [1, 36]
+        if isinstance(noise, (np.ndarray, list, tuple)):  # else a [1, 36] backend array
+            noise = np.asarray(noise, dtype=np.float64).reshape(1, -1)
+        x = ops.asarray(noise)  # [1, 36]
         scalar = lambda v: ops.asarray(np.full((1, 1), v))  # noqa: E731 - broadcast factor
         w_c, w_u = scalar(alpha), scalar(1.0 - alpha)
         for i in range(steps):
@@ -139,6 +142,19 @@ class FlowMatchingHead:
 
     def acoustic_codes(self, ops, h, noise, euler_steps: int | None = None,
                        cfg_alpha: float | None = None) -> np.ndarray:
-        """h [1, dim], noise [36] -> 36 FSQ codes in 2..22 (host int64)."""
-        x = ops.to_host(self.acoustic_values(ops, h, noise, euler_steps, cfg_alpha))
+        """h [1, dim], noise [36] -> 36 FSQ codes in 2..22 (host int64).
+
+        A backend that can record the whole Euler solve (WebGPU: `flow_matching_graph`) records it
+        once per (steps, alpha) and replays it every frame: no Python per network evaluation."""
+        steps = self.cfg.euler_steps if euler_steps is None else int(euler_steps)
+        alpha = self.cfg.cfg_alpha if cfg_alpha is None else float(cfg_alpha)
+        factory = getattr(ops, "flow_matching_graph", None)
+        if factory is None:
+            x = ops.to_host(self.acoustic_values(ops, h, noise, steps, alpha))
+        else:
+            key = (id(ops), steps, alpha)
+            hit = self._graphs.get(key)
+            if hit is None or hit[0] is not ops:
+                self._graphs[key] = hit = (ops, factory(self, steps, alpha))
+            x = ops.to_host(hit[1].run(h, noise))
         return fsq_codes(np.asarray(x).reshape(-1), self.cfg.acoustic_codebook_size)
