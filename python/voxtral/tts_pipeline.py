@@ -18,7 +18,7 @@ from voxtral.config import TTSConfig
 from voxtral.backends.select import BACKENDS  # noqa: F401
 from voxtral.backends.select import make_ops as select_ops
 from voxtral.errors import VoxtralError
-from voxtral.models.tts.codec import C as CODEC_PREFIX
+from voxtral.layout import TTS_CODEC_PREFIX
 from voxtral.models.tts.codec import StreamingCodec
 from voxtral.models.tts.generate import MAX_CONTEXT, generate_frames
 from voxtral.models.tts.model import TTSModel
@@ -78,7 +78,7 @@ class TTSPipeline:
         if weights is None:  # tensor by tensor: a GPU backend keeps no host copy of the Q4 matrices
             # (the codec folds its weights on the host, so its tensors stay there)
             weights = self.ops.load_weights(model_files.iter_tensors(), model_files.shapes,
-                                            host_prefixes=(CODEC_PREFIX,))
+                                            host_prefixes=(TTS_CODEC_PREFIX,))
         self.model = TTSModel(self.config, weights, self.ops)
         self.load_s = time.perf_counter() - t0
 

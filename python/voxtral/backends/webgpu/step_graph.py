@@ -113,7 +113,7 @@ class FlowMatchingGraph:
         self.ops = ops
         self.h = ops._alloc((1, int(head.w_llm.shape[1])))             # [1, backbone dim]
         self.noise = ops._alloc((1, int(head.w_in.shape[1])), for_upload=True)  # [1, 36]
-        groups = np.tile(np.arange(2, dtype=np.uint32), 3)            # [6]: cond, uncond x 3 tokens
+        groups = head.solve_positions().astype(np.uint32)             # [6]: cond, uncond x 3 tokens
         pos = ops._alloc((groups.size,), "u32", for_upload=True)
         head.time_table(ops, steps)  # computed now, not recorded
         ops.flush()

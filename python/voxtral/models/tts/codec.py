@@ -21,10 +21,11 @@ import numpy as np
 
 from ...config import TTS_N_SPECIAL_AUDIO_CODES, CodecConfig
 from ...errors import ModelFormatError
+from ...layout import TTS_CODEC_PREFIX
 from ..layers import LayerWeights, swiglu
 from .flow_matching import END_AUDIO, fsq_values
 
-C = "audio_tokenizer."
+C = TTS_CODEC_PREFIX  # the codec's tensor names
 CLUSTER_USAGE_MIN = 1e-5
 # Frames of left context after which a window re-decode equals the whole-utterance decode (spec 10:
 # the first sample of frame F depends on frames F-21 … F).

@@ -50,6 +50,12 @@ def fsq_values(codes: np.ndarray, levels: int) -> np.ndarray:
     return (np.asarray(codes, dtype=np.float64) - TTS_N_SPECIAL_AUDIO_CODES) * (2.0 / (levels - 1)) - 1.0
 
 
+def group_positions(b: int) -> np.ndarray:
+    """[3B] int64: the velocity network's row -> group (rows are laid out [x_0.., t_0.., llm_0..]);
+    attention stays inside a group, whose rows share its index as their position."""
+    return np.tile(np.arange(b, dtype=np.int64), 3)
+
+
 def euler_timesteps(steps: int) -> np.ndarray:
     """linspace(0, 1, steps+1): the velocity is evaluated at the first `steps` of them, never at 1."""
     if steps < 1:
@@ -111,11 +117,15 @@ class FlowMatchingHead:
         block-wise [x_0..x_B-1, t_0.., llm_0..]; group b's three rows share position b."""
         b = x_tok.shape[0]
         z = ops.concat_rows([x_tok, t_tok, llm_tok])  # [3B, dim]
-        groups = np.tile(np.arange(b, dtype=np.int64), 3)  # [3B]: row -> its group
+        groups = group_positions(b)  # [3B]
         for layer in self.layers:
             z = layer(ops, z, groups)
         # The velocity is read from each group's x token (position 0 of the 3), after the final norm.
         return ops.linear(ops.rmsnorm(ops.rows(z, 0, b), self.norm, self.cfg.flow.norm_eps), self.w_acoustic)
+
+    def solve_positions(self) -> np.ndarray:
+        """The positions of every velocity pass of acoustic_values (2 groups: cond, uncond)."""
+        return group_positions(2)
 
     def acoustic_values(self, ops, h, noise, euler_steps: int | None = None, cfg_alpha: float | None = None):
         """Solve the ODE from `noise` [36] (host) with CFG; returns the final state x [1, 36].
