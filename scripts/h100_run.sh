@@ -12,6 +12,9 @@
 #            (needs only the machine's python3 + numpy + aiohttp)
 #   kernels  carry .gl .whl: scripts/kernel_bench.py (the Q4 kernels per shader variant; extra
 #            arguments go to it) and scripts/profile_asr.py (the decode step and encoder by family)
+#   ab KB PROF  carry .gl .whl: kernel_bench.py --only matvec --fused --variants KB, then
+#            profile_asr.py --no-encoder --variants PROF (the decode step per kernel variant, with a
+#            token check), e.g. ab base,groups=528 base,groups=528
 #   browser+bench  both, the page first (one call after the install: the least device time)
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
@@ -80,6 +83,22 @@ case "${1:-}" in
     timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 > "$OUT/profile.json" 2> "$OUT/profile.err"
     cut -c1-3000 "$OUT/profile.json"; tail -3 "$OUT/profile.err"
     ;;
+  ab)
+    setup_native
+    echo "== kernel_bench (matvec) $2"
+    timeout 240 python3 scripts/kernel_bench.py --only matvec --fused --variants "$2" > "$OUT/kernels.json" 2> "$OUT/kernels.err"
+    python3 - "$OUT/kernels.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["rows"]:
+    print(f'{r["variant"]:28s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
+PY
+    tail -2 "$OUT/kernels.err"
+    echo "== profile_asr variants $3"
+    timeout 300 python3 scripts/profile_asr.py --preset full --seconds 16 --no-encoder --variants "$3" \
+      > "$OUT/profile.json" 2> "$OUT/profile.err"
+    grep -v '^{' "$OUT/profile.err" | tail -12
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
+    ;;
   tts)
     setup_page
     echo "== page (tts full)"
@@ -106,7 +125,7 @@ case "${1:-}" in
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|browser|browser+bench|browser+native|tts" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|browser|browser+bench|browser+native|tts" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,7 @@ whole-clip encoder's dispatches, recorded as they are submitted and replayed lik
 JSON object: `voxtral bench asr`'s offline figures plus "decode_profile" and "encoder_profile".
 
 Usage: python scripts/profile_asr.py [--preset full] [--seconds 16] [--steps 50]
+                                     [--variants base,groups=528] [--attn-groups 256,512]
 """
 import argparse
 import collections
@@ -81,17 +82,35 @@ def host_encoding_ms(ops, dispatches, reps: int = 20) -> dict | None:
 
 
 def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
-    """The recorded step after `context` positions, replayed: whole and per kernel family."""
+    """The recorded step after `context` positions, replayed: whole and per kernel family; and
+    the tokens the session decoded over those positions (to compare kernel variants)."""
     m = ASRModel(cfg, weights, ops)
     emb = ops.asarray(np.random.default_rng(0).standard_normal((context + 8, cfg.decoder.dim))
                       .astype(np.float32) * 0.1)
     s = DecoderSession(m, 6, eos_id=-1)
-    s.feed(ops.rows(emb, 0, context))
+    tokens = s.feed(ops.rows(emb, 0, context))
     g = s._graph
     total, families = replay_by_family(ops, g.dispatches, steps, 3)
     return {"dispatches": len(g.dispatches), "gpu_step_ms": total, "families": families,
             "timestamp_step_ms": gpu_ms(ops, g.dispatches, 3),
-            "host_encoding_ms": host_encoding_ms(ops, g.dispatches)}
+            "host_encoding_ms": host_encoding_ms(ops, g.dispatches), "tokens": [int(t) for t in tokens]}
+
+
+def apply_variant(k, spec: str) -> None:
+    """Kernel switches of a variant spec: '+'-joined groups=N (staged q4_matvec workgroups,
+    Kernels.matvec_groups) and attn=NAME (Kernels.attn_decode); 'base' = the defaults."""
+    from voxtral.backends.webgpu.kernels import Kernels
+    fresh = Kernels(k.host)
+    k.matvec_groups = fresh.matvec_groups
+    k.attn_decode = getattr(fresh, "attn_decode", None)
+    for t in spec.split("+"):
+        name, _, value = t.partition("=")
+        if name == "groups":
+            k.matvec_groups = int(value)
+        elif name == "attn":
+            k.attn_decode = value
+        elif name != "base":
+            raise SystemExit(f"unknown variant part {t!r}")
 
 
 def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
@@ -127,8 +146,16 @@ def main():
     ap.add_argument("--attn-groups", default="",
                     help="comma-separated ATTN_TARGET_GROUPS values: the decode step's GPU time "
                          "with each (split-K attention tuning)")
+    ap.add_argument("--variants", default="",
+                    help="comma-separated kernel variants (see apply_variant), e.g. "
+                         "base,groups=528,groups=528+attn=v2: the decode step with each, the "
+                         "first one also for the offline bench and the encoder profile")
+    ap.add_argument("--no-encoder", action="store_true", help="skip the encoder profile")
     a = ap.parse_args()
     ops = WebGPUOps()
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    if variants:
+        apply_variant(ops.k, variants[0])
     t0 = time.perf_counter()
     cfg, weights = bench_model(ops, a.preset)
     print(f"profile_asr: random {a.preset} model built and uploaded in {time.perf_counter() - t0:.1f} s",
@@ -137,7 +164,19 @@ def main():
     r.pop("offline_tokens")
     add_roofline(r, ops.host.adapter_name)
     r["decode_profile"] = profile_step(ops, cfg, weights, a.steps)
-    r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
+    if not a.no_encoder:
+        r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
+    if len(variants) > 1:
+        r["variants"] = {}
+        for v in variants:
+            apply_variant(ops.k, v)
+            p = profile_step(ops, cfg, weights, a.steps)
+            r["variants"][v] = {"timestamp_step_ms": p["timestamp_step_ms"], "step_ms": p["gpu_step_ms"],
+                                "dispatches": p["dispatches"],
+                                "same_tokens_as_first": p["tokens"] == r["decode_profile"]["tokens"],
+                                "families_gpu_ms": {f: d["gpu_ms"] for f, d in p["families"].items()}}
+            print(v, json.dumps(r["variants"][v]), file=sys.stderr, flush=True)
+        apply_variant(ops.k, variants[0])
     if a.attn_groups:
         from voxtral.backends.webgpu import kernels as kernels_module
         default = kernels_module.ATTN_TARGET_GROUPS
