@@ -14,7 +14,7 @@
 #            arguments go to it) and scripts/profile_asr.py (the decode step and encoder by family)
 #   ab KB PROF  carry .gl .whl: kernel_bench.py --only matvec --fused --variants KB, then
 #            profile_asr.py --no-encoder --variants PROF (the decode step per kernel variant, with a
-#            token check), e.g. ab base,groups=528 base,groups=528
+#            token check), e.g. ab base,checks=bounds base,attn=v2
 #   browser+bench  both, the page first (one call after the install: the least device time)
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the

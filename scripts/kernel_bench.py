@@ -3,7 +3,7 @@
 Run on the GPU machine (docs/perf-notes.md keeps the results). For each variant - a set of
 shader defines (`Kernels.extra_defines`, the names VOXTRAL_SHADER_DEFINES takes) and the runtime
 checks the shaders are compiled with (`checks=all|bounds|none`, VOXTRAL_SHADER_CHECKS; "base" is
-the host's default), and `groups=N` (q4_matvec staged over N workgroups, VOXTRAL_MATVEC_GROUPS) - and each shape, the kernel is dispatched `reps` times in one submit. The dispatches write the
+the host's default) - and each shape, the kernel is dispatched `reps` times in one submit. The dispatches write the
 same output, so they run one after another like the dependent dispatches of a real step. Per
 dispatch: microseconds of GPU time (timestamps; wall time where the adapter has none), the wall
 and host-encoding times, GB/s of weight bytes (the floor of a matvec is bytes / bandwidth) and
@@ -128,9 +128,8 @@ _SPLIT_BUFFERS: dict = {}  # shape name -> (quants, scales) buffers, shared by t
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variants", default="checks=all,checks=bounds,checks=none",
-                    help="comma-separated; '+' joins the parts of one variant: shader defines, "
-                         "checks=all|bounds|none (the host's runtime checks) and groups=N (staged "
-                         "q4_matvec workgroups); 'base' = none of them")
+                    help="comma-separated; '+' joins the parts of one variant: shader defines, and "
+                         "checks=all|bounds|none (the host's runtime checks); 'base' = none of them")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--m", type=int, default=800, help="rows of X for the tiled kernel (encoder frames)")
     ap.add_argument("--only", choices=("matmul", "matvec"), default=None)
@@ -163,7 +162,6 @@ def main():
         host._pipelines.clear()  # fresh pipelines: the checks apply when a shader is compiled
         k = Kernels(host)
         k.extra_defines = frozenset(t for t in tokens if "=" not in t)
-        k.matvec_groups = next((int(t.split("=", 1)[1]) for t in tokens if t.startswith("groups=")), 0)
         for name, n, kd, m in cases:
             base, _, mode = name.partition("+")
             (wall, encode, gpu), y = bench_shape(k, weights[base], m, a.reps, np.random.default_rng(1), mode)

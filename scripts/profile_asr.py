@@ -6,7 +6,7 @@ whole-clip encoder's dispatches, recorded as they are submitted and replayed lik
 JSON object: `voxtral bench asr`'s offline figures plus "decode_profile" and "encoder_profile".
 
 Usage: python scripts/profile_asr.py [--preset full] [--seconds 16] [--steps 50]
-                                     [--variants base,groups=528] [--attn-groups 256,512]
+                                     [--variants base,attn=v2] [--attn-groups 256,512]
 """
 import argparse
 import collections
@@ -97,18 +97,18 @@ def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
 
 
 def apply_variant(k, spec: str) -> None:
-    """Kernel switches of a variant spec: '+'-joined groups=N (staged q4_matvec workgroups,
-    Kernels.matvec_groups) and attn=NAME (Kernels.attn_decode); 'base' = the defaults."""
+    """Kernel switches of a variant spec: '+'-joined attn=NAME (Kernels.attn_decode) and shader
+    defines (Kernels.extra_defines, e.g. a `// #if NAME` branch under test); 'base' = the defaults."""
     from voxtral.backends.webgpu.kernels import Kernels
     fresh = Kernels(k.host)
-    k.matvec_groups = fresh.matvec_groups
     k.attn_decode = getattr(fresh, "attn_decode", None)
+    k.extra_defines = fresh.extra_defines
     for t in spec.split("+"):
         name, _, value = t.partition("=")
-        if name == "groups":
-            k.matvec_groups = int(value)
-        elif name == "attn":
+        if name == "attn":
             k.attn_decode = value
+        elif name != "base" and not value:
+            k.extra_defines = k.extra_defines | {name}
         elif name != "base":
             raise SystemExit(f"unknown variant part {t!r}")
 
@@ -148,7 +148,7 @@ def main():
                          "with each (split-K attention tuning)")
     ap.add_argument("--variants", default="",
                     help="comma-separated kernel variants (see apply_variant), e.g. "
-                         "base,groups=528,groups=528+attn=v2: the decode step with each, the "
+                         "base,attn=v2: the decode step with each, the "
                          "first one also for the offline bench and the encoder profile")
     ap.add_argument("--no-encoder", action="store_true", help="skip the encoder profile")
     a = ap.parse_args()

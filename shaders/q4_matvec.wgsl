@@ -40,15 +40,6 @@
 // meet in shared memory) or, without subgroups, a shared-memory tree per row.
 // Workgroup (wx, wy) handles rows ROWS*(wx + wy*groups_x) + [0, ROWS): 2-D so N/ROWS may exceed
 // 65535. The host's MATVEC_ROWS_PER_GROUP must equal ROWS.
-//
-// STAGE_X (with STAGE_X_LARGE: room for 9216 instead of 6144 values of x): a fixed number of
-// workgroups (the host's choice, fewer than the row blocks) each stage x [M, K] once in workgroup
-// memory (scaled by the norm weight with NORM, whose 1/rms is then also summed once) and walk the
-// row blocks rb = wgi, wgi + groups, ... Why: without it every row block's workgroup reads all of
-// x from L2 again - 4608 workgroups x 12 KB for the decoder's gate/up, 1.75x that matrix's own
-// bytes, and the no-x probe ran 2x faster (perf-notes, session 13). The staged copy is slot-major
-// (slot s's two vec4 side by side) so a subgroup reads consecutive words (no bank conflicts).
-// Same products and the same summation order as the unstaged kernel: bit-identical results.
 
 struct Params {
     M: u32,           // rows of x (1..4)
@@ -129,88 +120,20 @@ fn row_valid(wgi: u32, r: u32) -> bool { return wgi * ROWS + r < p.n_rows; }
 
 var<workgroup> finals: array<vec4<f32>, SUMS>;  // the workgroup's total of each accumulator
 
-// #if STAGE_X
-// #if STAGE_X_LARGE
-const XS_VEC4: u32 = 2304u;  // 9216 values: 36 KB (+5 KB of partials: devices with 48 KB)
-// #else
-const XS_VEC4: u32 = 1536u;  // 6144 values: 24 KB (fits WebGPU devices with 32 KB)
-// #endif
-var<workgroup> xs: array<vec4<f32>, XS_VEC4>;  // [M][K/8 slots][2]: x (· g) staged, slot-major
-// #endif
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>,
         // #if SUBGROUPS
         @builtin(subgroup_size) sg_size: u32,
         // #endif
         @builtin(local_invocation_index) li: u32) {
     let wgi = wid.x + wid.y * p.groups_x;
-    // #if !SUBGROUPS
-    let sg_size = 0u;
-    // #endif
-    let slots = p.K / 8u;  // word slots of a row (8 weights each)
+    let blocks_per_row = p.K / 32u;
     let x_row_vec4 = p.K / 4u;
 
-    // #if STAGE_X
-    // Stage x once: invocation t takes the slots it also takes below (so, with NORM, its sum of
-    // squares is the same partial sum the unstaged kernel forms).
-    var sq: array<vec4<f32>, SUMS>;  // only [ROWS] is used (NORM): Σ x² per x row
-    for (var s = li; s < slots; s += WG) {
-        let b = s / 4u;
-        let j = s % 4u;
-        // #if NORM
-        var ga = norm_w[b * 8u + j];
-        var gb = norm_w[b * 8u + 4u + j];
-        // #if NORM_ADA
-        ga *= 1.0 + norm_ada[b * 8u + j];
-        gb *= 1.0 + norm_ada[b * 8u + 4u + j];
-        // #endif
-        // #endif
-        for (var m = 0u; m < MAX_M; m++) {
-            if (m < p.M) {
-                var xa = x[m * x_row_vec4 + b * 8u + j];
-                var xb = x[m * x_row_vec4 + b * 8u + 4u + j];
-                // #if NORM
-                sq[ROWS][m] += dot(xa, xa) + dot(xb, xb);
-                xa *= ga;
-                xb *= gb;
-                // #endif
-                xs[(m * slots + s) * 2u] = xa;
-                xs[(m * slots + s) * 2u + 1u] = xb;
-            }
-        }
-    }
-    var inv = vec4<f32>(1.0);  // 1 / rms(x[m]) with NORM (rmsnorm.wgsl's formula)
-    // #if NORM
-    reduce_sums(sq, li, sg_size);
-    inv = 1.0 / sqrt(finals[ROWS] / f32(p.K) + p.eps);
-    // #endif
-    workgroupBarrier();  // xs complete (and finals[ROWS] read) before the row blocks
-    let groups = nwg.x * nwg.y;
-    for (var rb = wgi; rb < row_blocks(); rb += groups) {
-        // zeroed explicitly: naga hoists a loop body's `var` and does not zero it per iteration
-        var acc = array<vec4<f32>, SUMS>();
-        for (var s = li; s < slots; s += WG) {
-            var xa: array<vec4<f32>, MAX_M>;
-            var xb: array<vec4<f32>, MAX_M>;
-            for (var m = 0u; m < MAX_M; m++) {
-                if (m < p.M) {
-                    xa[m] = xs[(m * slots + s) * 2u];
-                    xb[m] = xs[(m * slots + s) * 2u + 1u];
-                }
-            }
-            accumulate_slot(&acc, rb, s, xa, xb);
-        }
-        reduce_sums(acc, li, sg_size);
-        write_block(rb, li, inv);
-        workgroupBarrier();  // finals are read before the next row block's sums overwrite them
-    }
-    // #else
     // acc[r][m]: this invocation's partial dot of local row r with x row m; acc[ROWS][m] (NORM):
     // its partial sum of x[m]²
     var acc: array<vec4<f32>, SUMS>;
-    for (var s = li; s < slots; s += WG) {
+    for (var s = li; s < blocks_per_row * 4u; s += WG) {
         let b = s / 4u;
         let j = s % 4u;
         // x elements 32b + 4j + [0, 4) (low nibbles) and 32b + 16 + 4j + [0, 4) (high), per x row
@@ -235,59 +158,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             xb[m] *= gb;
         }
         // #endif
-        accumulate_slot(&acc, wgi, s, xa, xb);
-    }
-    reduce_sums(acc, li, sg_size);
-    var inv = vec4<f32>(1.0);  // 1 / rms(x[m]) with NORM (rmsnorm.wgsl's formula)
-    // #if NORM
-    inv = 1.0 / sqrt(finals[ROWS] / f32(p.K) + p.eps);
-    // #endif
-    write_block(wgi, li, inv);
-    // #endif
-}
-
-// Row blocks of this dispatch: ROWS rows each (SWIGLU: 2 features = 4 rows)
-fn row_blocks() -> u32 {
-    // #if SWIGLU
-    return (p.n_rows + 1u) / 2u;
-    // #else
-    return (p.n_rows + ROWS - 1u) / ROWS;
-    // #endif
-}
-
-// acc[r][m] += row r of block wgi's slot s · x row m (xa, xb: the slot's 8 x values per x row)
-fn accumulate_slot(acc: ptr<function, array<vec4<f32>, SUMS>>, wgi: u32, s: u32,
-                   xa: array<vec4<f32>, MAX_M>, xb: array<vec4<f32>, MAX_M>) {
-    let blocks_per_row = p.K / 32u;
-    let b = s / 4u;
-    let j = s % 4u;
-    for (var r = 0u; r < ROWS; r++) {
-        if (row_valid(wgi, r)) {
-            // block (row, b): scale at its byte 0, nibble word j at byte 2 + 4j; odd blocks
-            // start 2 bytes into a word (scale in the high half, quant words aligned), even
-            // blocks on a word (each quant word straddles two words)
-            let blk = weight_row(wgi, r) * blocks_per_row + b;
-            let byte = blk * BLOCK_BYTES;
-            let odd = (byte & 2u) != 0u;
-            let w0 = weights[byte >> 2u];
-            let d = unpack2x16float(select(w0, w0 >> 16u, odd)).x;
-            let qw = (byte + 2u + 4u * j) >> 2u;
-            let q_lo = weights[qw];
-            let q_hi = weights[qw + 1u];  // past the block only for the straddling case (pad covers the end)
-            let q = select((q_lo >> 16u) | (q_hi << 16u), q_lo, odd);
-            let lo = nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u));
-            let hi = nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u));
-            for (var m = 0u; m < MAX_M; m++) {
-                (*acc)[r][m] += d * (dot(lo, xa[m]) + dot(hi, xb[m]));
+        for (var r = 0u; r < ROWS; r++) {
+            if (row_valid(wgi, r)) {
+                // block (row, b): scale at its byte 0, nibble word j at byte 2 + 4j; odd blocks
+                // start 2 bytes into a word (scale in the high half, quant words aligned), even
+                // blocks on a word (each quant word straddles two words)
+                let blk = weight_row(wgi, r) * blocks_per_row + b;
+                let byte = blk * BLOCK_BYTES;
+                let odd = (byte & 2u) != 0u;
+                let w0 = weights[byte >> 2u];
+                let d = unpack2x16float(select(w0, w0 >> 16u, odd)).x;
+                let qw = (byte + 2u + 4u * j) >> 2u;
+                let q_lo = weights[qw];
+                let q_hi = weights[qw + 1u];  // past the block only for the straddling case (pad covers the end)
+                let q = select((q_lo >> 16u) | (q_hi << 16u), q_lo, odd);
+                let lo = nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u));
+                let hi = nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u));
+                for (var m = 0u; m < MAX_M; m++) {
+                    acc[r][m] += d * (dot(lo, xa[m]) + dot(hi, xb[m]));
+                }
             }
         }
     }
-}
 
-// finals[r] = Σ over the workgroup of acc[r], for all SUMS accumulators. Every invocation calls
-// it (barriers inside); finals are valid after its last barrier.
-fn reduce_sums(acc_in: array<vec4<f32>, SUMS>, li: u32, sg_size: u32) {
-    var acc = acc_in;
     // #if SUBGROUPS
     let run = min(sg_size, 32u);  // invocations summed by the shuffles below
     for (var off = 16u; off > 0u; off >>= 1u) {
@@ -329,10 +222,11 @@ fn reduce_sums(acc_in: array<vec4<f32>, SUMS>, li: u32, sg_size: u32) {
     }
     // #endif
     workgroupBarrier();
-}
 
-// The outputs of row block wgi from finals (times inv = 1/rms with NORM)
-fn write_block(wgi: u32, li: u32, inv: vec4<f32>) {
+    var inv = vec4<f32>(1.0);  // 1 / rms(x[m]) with NORM (rmsnorm.wgsl's formula)
+    // #if NORM
+    inv = 1.0 / sqrt(finals[ROWS] / f32(p.K) + p.eps);
+    // #endif
     // #if SWIGLU
     if (li < 2u && row_valid(wgi, li)) {
         let f = wgi * 2u + li;

@@ -177,69 +177,6 @@ def test_q4_swiglu(host, subgroups, m, with_norm, f, k_dim, record_error):
     assert err < 2e-6, f"seed={seed} err={err:.3g}"
 
 
-@pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
-@pytest.mark.parametrize("form", ["plain", "bias+residual", "accumulate", "norm", "norm+ada",
-                                  "swiglu", "swiglu+norm"])
-@pytest.mark.parametrize("m", [1, 4])
-def test_q4_matvec_staged_x_is_bit_identical(host, subgroups, form, m, record_error):
-    """STAGE_X (x staged once per workgroup, a few workgroups walking all row blocks) gives the
-    same bits as one workgroup per row block, in every fused form, with the weight split into
-    row blocks (several dispatches); and both match the float64 reference. 3 workgroups for
-    ~100 row blocks: every workgroup walks many blocks. Too large an x (M*K above the staging
-    capacity) falls back to the unstaged kernel."""
-    if subgroups and not host.has_subgroups:
-        pytest.skip("adapter has no subgroups")
-    from voxtral.backends.webgpu.kernels import MATVEC_STAGE_CAPACITY
-    seed = seed_of("q4_staged", subgroups, form, m)
-    rng = np.random.default_rng(seed)
-    parts = set(form.split("+"))
-    n, k_dim = (406, 1536) if m == 1 else (406, 768)  # 4 rows x ~100 row blocks
-    q, w = q4_weight(rng, n, k_dim)
-    x = (rng.standard_normal((m, k_dim)) * rng.uniform(0.5, 3, (m, 1))).astype(np.float32)
-    g = rng.uniform(0.5, 1.5, k_dim).astype(np.float32)
-    ada = rng.uniform(-0.5, 0.5, k_dim).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    res = rng.standard_normal((m, n)).astype(np.float32)
-    outs = []
-    for groups in (0, 3):
-        k = Kernels(host, use_subgroups=subgroups,
-                    max_binding_bytes=None if "swiglu" in parts else 150 * k_dim // 32 * 18 + 4)
-        k.matvec_groups = groups
-        gw, gx = k.upload_weight(q), k.tensor(x)
-        norm = (k.tensor(g), 1e-5, k.tensor(ada) if "ada" in parts else None) if "norm" in parts else None
-        if "swiglu" in parts:
-            out = k.empty((m, n // 2))
-            run(k, lambda s_: k.q4_swiglu(s_, gx, gw, out, norm=norm))
-        else:
-            out = k.tensor(res) if "accumulate" in parts else k.empty((m, n))
-            bias = k.tensor(b) if "bias" in parts else None
-            residual = out if "accumulate" in parts else (k.tensor(res) if "residual" in parts else None)
-            run(k, lambda s_: k.q4_matvec(s_, gx, gw, out, bias, residual, norm=norm))
-        if groups:  # the staged variant ran, the weight in several row blocks for the matvec
-            assert any("STAGE_X" in key[2] for key in k._pipelines if key[0] == "q4_matvec.wgsl")
-            assert "swiglu" in parts or len(gw.blocks) >= 3
-        outs.append(k.read(out))
-    assert np.array_equal(outs[0], outs[1]), f"seed={seed}"
-    xn = rms_normed(x, g, 1e-5, ada if "ada" in parts else None) if "norm" in parts else x.astype(np.float64)
-    if "swiglu" in parts:
-        a, u = xn @ w[: n // 2].T, xn @ w[n // 2:].T
-        ref = a / (1.0 + np.exp(-a)) * u
-    else:
-        ref = xn @ w.T + (b if "bias" in parts else 0) + (res if parts & {"residual", "accumulate"} else 0)
-    err = max_rel(outs[1], ref)
-    record_error("q4_matvec staged", err)
-    assert err < 1e-5, f"seed={seed} err={err:.3g}"
-    # x beyond the staging capacity: the plain kernel, still correct
-    big = min(MATVEC_STAGE_CAPACITY.values()) // 32 * 32 + 32
-    k = Kernels(host, use_subgroups=subgroups)
-    k.matvec_groups = 3
-    q2, w2 = q4_weight(rng, 9, big)
-    x2 = rng.standard_normal((1, big)).astype(np.float32)
-    out2 = k.empty((1, 9))
-    run(k, lambda s_: k.q4_matvec(s_, k.tensor(x2), k.upload_weight(q2), out2))
-    assert max_rel(k.read(out2), x2.astype(np.float64) @ w2.T) < 1e-5
-
-
 def test_q4_rows_written_in_place_equal_an_upload(host):
     """alloc_q4 + write_q4_rows (the resident load path: parts written at their row offsets,
     across row-block boundaries) give the bytes upload_weight gives for the whole matrix."""

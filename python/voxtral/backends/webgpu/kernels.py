@@ -40,13 +40,6 @@ Q4_BLOCK = 32
 Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
 MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
-# q4_matvec's STAGE_X: x staged once per workgroup in workgroup memory, a fixed number of
-# workgroups walking the row blocks (see the shader). Capacity in values of x (M*K) and the
-# workgroup memory each variant needs (x + the reduction's partials + finals, bytes).
-MATVEC_GROUPS_ENV = "VOXTRAL_MATVEC_GROUPS"
-MATVEC_STAGE_CAPACITY = {"STAGE_X": 6144, "STAGE_X_LARGE": 9216}
-MATVEC_STAGE_BYTES = {"STAGE_X": 6144 * 4 + 64 * 5 * 16 + 5 * 16,
-                      "STAGE_X_LARGE": 9216 * 4 + 64 * 5 * 16 + 5 * 16}
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -248,11 +241,6 @@ class Kernels:
         self._argmax_scratch: dict[tuple, tuple] = {}
         self._scratches: dict[str, GPUTensor] = {}
         self.attn_min_split_keys = ATTN_MIN_SPLIT_KEYS  # tests lower it to force many segments
-        # Workgroups of a staged q4_matvec (0: one workgroup per row block, x read by each)
-        self.matvec_groups = int(os.environ.get(MATVEC_GROUPS_ENV, "0") or 0)
-        storage = int(host.limits.get("max_compute_workgroup_storage_size", 16384))
-        self._stage_variants = [v for v in ("STAGE_X", "STAGE_X_LARGE")
-                                if MATVEC_STAGE_BYTES[v] <= storage]
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
@@ -491,29 +479,15 @@ class Kernels:
         extra = self._norm_bindings(x, norm, flags)
         if x.rows == 1:
             flags.add("ONE_ROW")  # the decode step: one accumulator per row
-        groups = self._stage_x(x, flags)
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
-            gx, gy = self._grid(min(-(-block.n_rows // MATVEC_ROWS_PER_GROUP), groups))
+            gx, gy = self._grid(-(-block.n_rows // MATVEC_ROWS_PER_GROUP))
             params = self._uniform(x.rows, block.n_rows, w.cols, out.row_stride,
                                    out.offset + block.row_start, gx, block.row_start, eps, 0, 0, 0, 0)
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
             bindings.update(extra)
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
-
-    def _stage_x(self, x, flags: set) -> int:
-        """Adds q4_matvec's STAGE_X flags when staging is on and x [M, K] fits the device's
-        workgroup memory; returns the most workgroups a dispatch may use (no limit without)."""
-        if self.matvec_groups <= 0:
-            return 1 << 62
-        for variant in self._stage_variants:
-            if x.rows * x.cols <= MATVEC_STAGE_CAPACITY[variant]:
-                flags.add("STAGE_X")
-                if variant == "STAGE_X_LARGE":
-                    flags.add("STAGE_X_LARGE")
-                return self.matvec_groups
-        return 1 << 62
 
     def _norm_bindings(self, x, norm, flags: set) -> dict:
         """Bindings (and flags) of q4_matvec's fused RMS norm: norm = (g [K], eps, ada [K] | None)."""
@@ -543,10 +517,9 @@ class Kernels:
         extra = self._norm_bindings(x, norm, flags)
         if x.rows == 1:
             flags.add("ONE_ROW")
-        groups = self._stage_x(x, flags)
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         block = w.blocks[0]
-        gx, gy = self._grid(min(-(-f // 2), groups))  # two features (four rows) per row block
+        gx, gy = self._grid(-(-f // 2))  # two features (four rows) per workgroup
         eps = float(norm[1]) if norm is not None else 0.0
         params = self._uniform(x.rows, f, w.cols, out.row_stride, out.offset, gx, 0, eps, f, 0, 0, 0)
         bindings = {0: block.buffer, 1: x, 2: out, 3: params}
