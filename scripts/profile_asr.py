@@ -96,6 +96,40 @@ def profile_step(ops, cfg, weights, steps: int, context: int = 300) -> dict:
             "host_encoding_ms": host_encoding_ms(ops, g.dispatches), "tokens": [int(t) for t in tokens]}
 
 
+def profile_session(ops, cfg, weights, steps: int = 20) -> dict:
+    """A fresh decoder session's phases, wall ms: the prompt's prefill, the first decode step
+    (which records the step graph: bind groups for the session's new caches), the steady steps;
+    with the top functions by cumulative time of the prefill and of the first step (cProfile)."""
+    import cProfile
+    import io
+    import pstats
+    m = ASRModel(cfg, weights, ops)
+    emb = ops.asarray(np.random.default_rng(1).standard_normal((64 + steps, cfg.decoder.dim))
+                      .astype(np.float32) * 0.1)
+    s = DecoderSession(m, m.delay_tokens(), eos_id=-1)
+    n = len(s.prompt)
+    out = {"prompt_rows": n}
+
+    def phase(name, a, b):
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        s.feed(ops.rows(emb, a, b))
+        prof.disable()
+        out[name + "_ms"] = round((time.perf_counter() - t) * 1e3, 2)
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(14)
+        out[name + "_top"] = [ln.strip() for ln in buf.getvalue().splitlines()
+                              if ln.strip() and ln.strip()[0].isdigit()][:14]
+
+    phase("prefill", 0, n)
+    phase("first_step", n, n + 1)
+    t = time.perf_counter()
+    s.feed(ops.rows(emb, n + 1, n + 1 + steps))
+    out["steady_step_ms"] = round((time.perf_counter() - t) * 1e3 / steps, 3)
+    return out
+
+
 def apply_variant(k, spec: str) -> None:
     """Kernel switches of a variant spec: '+'-joined attn=NAME (Kernels.attn_decode) and shader
     defines (Kernels.extra_defines, e.g. a `// #if NAME` branch under test); 'base' = the defaults."""
@@ -164,6 +198,7 @@ def main():
     r.pop("offline_tokens")
     add_roofline(r, ops.host.adapter_name)
     r["decode_profile"] = profile_step(ops, cfg, weights, a.steps)
+    r["session_profile"] = profile_session(ops, cfg, weights)
     if not a.no_encoder:
         r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
     if len(variants) > 1:

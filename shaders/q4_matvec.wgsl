@@ -95,7 +95,15 @@ const SUMS: u32 = ROWS;
 // #endif
 
 // #if SUBGROUPS
-var<workgroup> partial: array<vec4<f32>, 64 * SUMS>;  // [sum][subgroup] (subgroups of >= 4 lanes)
+// [sum][subgroup]: WG / 4 slots per sum (subgroups of >= 4 lanes); one f32 per slot for the decode
+// step. Kept small: workgroup memory limits how many workgroups an SM holds (24 KB of it made
+// this kernel 5x slower on the H100, perf-notes session 14).
+const SG_SLOTS: u32 = 32u;
+// #if ONE_ROW
+var<workgroup> partial: array<f32, SG_SLOTS * SUMS>;
+// #else
+var<workgroup> partial: array<vec4<f32>, SG_SLOTS * SUMS>;
+// #endif
 // #else
 var<workgroup> partial: array<vec4<f32>, WG>;         // one row's partials at a time
 // #endif
@@ -194,14 +202,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     if (li % run == 0u) {
         for (var r = 0u; r < SUMS; r++) {
-            partial[r * 64u + li / run] = acc[r];
+            // #if ONE_ROW
+            partial[r * SG_SLOTS + li / run] = acc[r].x;
+            // #else
+            partial[r * SG_SLOTS + li / run] = acc[r];
+            // #endif
         }
     }
     workgroupBarrier();
     if (li < SUMS) {
         var total = vec4<f32>(0.0);
         for (var i = 0u; i < WG / run; i++) {
-            total += partial[li * 64u + i];
+            // #if ONE_ROW
+            total.x += partial[li * SG_SLOTS + i];
+            // #else
+            total += partial[li * SG_SLOTS + i];
+            // #endif
         }
         finals[li] = total;
     }

@@ -57,6 +57,9 @@ def test_profile_asr_families_and_attention_sweep(host, monkeypatch, capsys):
     assert set(dp["host_encoding_ms"]) == {"begin", "record", "end_pass", "finish", "submit"}
     assert sum(f["dispatches"] for f in r["encoder_profile"]["families"].values()) == r["encoder_profile"]["dispatches"]
     assert set(r["attn_groups"]) == {"64", "512"} or set(r["attn_groups"]) == {64, 512}
+    sp = r["session_profile"]
+    assert sp["prefill_ms"] > 0 and sp["first_step_ms"] > 0 and sp["steady_step_ms"] > 0
+    assert any("feed" in line for line in sp["prefill_top"])
     # the variant sweep: a define no shader uses decodes the same tokens with the same dispatches
     assert set(r["variants"]) == {"base", "SOME_UNUSED_DEFINE"} and len(dp["tokens"]) > 0
     assert all(v["same_tokens_as_first"] and v["dispatches"] == dp["dispatches"] for v in r["variants"].values())

@@ -153,3 +153,36 @@ def test_bench_passes_on_webgpu_equal_numpy(host):
     assert got["offline_tokens"] == want["offline_tokens"]
     assert got["stream_tokens"] == want["stream_tokens"] and got["stream_eos"] == want["stream_eos"]
     assert got["decode_steps"] == want["decode_steps"] > 0
+
+
+def test_time_conditioned_norm_folded_once_is_bit_identical(ops):
+    """The decoder's FFN norm g · (1 + ada) is folded into one vector once per (g, ada) and the
+    fused gate/up matvec then runs with a plain norm: the same bits as the matvec forming the
+    product itself (NORM_ADA); inside a step recording the fold is not recorded (one dispatch),
+    and an ada made inside the recording is used unfolded."""
+    from voxtral.weights.q4 import Q4Tensor
+    rng = np.random.default_rng(SEED + 11)
+    f, k_dim = 70, 256
+    w_gate, w_up = (Q4Tensor.quantize(rng.standard_normal((f, k_dim)).astype(np.float32)) for _ in range(2))
+    g = rng.uniform(0.5, 1.5, k_dim).astype(np.float32)
+    h = ops.asarray(rng.standard_normal((1, k_dim)).astype(np.float32))          # [1, K]
+    ada = ops.mul(ops.asarray(rng.standard_normal((1, k_dim)).astype(np.float32)), 0.3)  # [1, K] on the device
+    folded = ops.to_host(ops.norm_swiglu(h, g, 1e-5, w_gate, w_up, ada=ada))
+    gw, _ = ops._split_weight((w_gate, w_up), None)
+    out = ops._alloc((1, f))
+    ops.k.q4_swiglu(ops.seq, h, gw, out, norm=(ops._param(g), 1e-5, ada))  # NORM_ADA: unfolded
+    assert np.array_equal(folded, ops.to_host(out))
+    hn = ops.to_host(h).astype(np.float64)
+    xn = hn / np.sqrt((hn * hn).mean() + 1e-5) * g * (1 + ops.to_host(ada))
+    a, u = xn @ w_gate.dequantize().T, xn @ w_up.dequantize().T
+    assert np.max(np.abs(folded - a / (1 + np.exp(-a)) * u)) < 1e-4 * np.abs(a * u).max()
+    pos = ops._alloc((1,), "u32")
+    ops.flush()
+    ops.begin_capture(pos)
+    ops.norm_swiglu(h, g, 1e-5, w_gate, w_up, ada=ada)                 # folded earlier: 1 dispatch
+    inner = ops.mul(ada, 2.0)                                         # made inside the recording
+    ops.norm_swiglu(h, g, 1e-5, w_gate, w_up, ada=inner)
+    dispatches, _ = ops.end_capture()
+    flags = {k[2] for k, p in ops.k._pipelines.items() if any(d.pipeline is p for d in dispatches)}
+    assert len(dispatches) == 3  # swiglu (folded), the mul, swiglu (NORM_ADA)
+    assert any("NORM_ADA" in fl for fl in flags) and any("NORM" in fl and "NORM_ADA" not in fl for fl in flags)

@@ -360,7 +360,40 @@ class WebGPUOps:
         return out
 
     def _norm(self, norm_w, eps: float, ada):
-        return (self._param(norm_w), float(eps), None if ada is None else self._param(ada))
+        g = self._param(norm_w)
+        if ada is None:
+            return (g, float(eps), None)
+        folded = self._folded_norm_weight(g, ada)
+        if folded is not None:
+            return (folded, float(eps), None)
+        return (g, float(eps), self._param(ada))
+
+    def _folded_norm_weight(self, g: GPUTensor, ada) -> GPUTensor | None:
+        """g · (1 + ada) as one [1, K] vector, made once per (g, ada): the ASR decoder's
+        time-conditioned FFN norm is the same at every step (its ada is computed once per session
+        delay), so the fused matvec reads one vector instead of two and skips the product (the
+        same f32 product it formed itself: bit-identical). None when ada is made inside the step
+        graph being recorded (it would then change per step)."""
+        ada = ada if isinstance(ada, GPUTensor) else self._param(ada)  # host values: uploaded once
+        if self._capture is not None and any(t is ada for t in self._capture[1]):
+            return None
+        key = ("folded_norm", id(g), id(ada))
+        hit = self._weights.get(key)
+        if hit is None or hit[0] is not g or hit[1] is not ada:
+            n = g.size
+            if self._capture is None:
+                self.flush()  # ada may still be pending in this op stream
+            g_row = GPUTensor(g.buffer, (1, n), "f32", g.offset)
+            ada_row = GPUTensor(ada.buffer, (1, n), "f32", ada.offset)
+            one_plus = self.k.tensor(np.ones((1, n), np.float32))  # [1, K], becomes 1 + ada
+            folded = self.k.empty((1, n), "f32", "folded_norm")  # [1, K]
+            seq = []  # its own submit: a step graph being recorded must not replay it
+            self.k.add_(seq, one_plus, ada_row)
+            self.k.mul(seq, g_row, one_plus, folded)
+            self.k.run(seq)
+            hit = (g, ada, folded, one_plus)  # one_plus lives until the submit is surely done
+            self._weights[key] = hit
+        return hit[2]
 
     def _split_weight(self, ws, bs):
         """(fused weight, fused bias or None) of row-concatenated ws, made once per weight set."""
