@@ -111,17 +111,11 @@ const NEG_BIG: f32 = -3.0e38;  // finite "minus infinity": keeps exp() and max()
 // #if SHADER_F16
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<f16>;
-@group(0) @binding(8) var<storage, read_write> k_cache_w: array<vec2<f16>>;
-@group(0) @binding(9) var<storage, read_write> v_cache_w: array<vec2<f16>>;
 fn load_k4(e: u32) -> vec4<f32> { return vec4<f32>(k_cache[e / 4u]); }
 fn load_v(e: u32) -> f32 { return f32(v_cache[e]); }
-fn store_k2(pair: u32, v: vec2<f32>) { k_cache_w[pair] = vec2<f16>(v); }
-fn store_v2(pair: u32, v: vec2<f32>) { v_cache_w[pair] = vec2<f16>(v); }
 // #else
 @group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<u32>;
-@group(0) @binding(8) var<storage, read_write> k_cache_w: array<u32>;
-@group(0) @binding(9) var<storage, read_write> v_cache_w: array<u32>;
 fn load_k4(e: u32) -> vec4<f32> {
     let w = k_cache[e / 4u];
     return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
@@ -130,19 +124,14 @@ fn load_v(e: u32) -> f32 {
     let pair = unpack2x16float(v_cache[e / 2u]);
     return select(pair.x, pair.y, (e & 1u) != 0u);
 }
-fn store_k2(pair: u32, v: vec2<f32>) { k_cache_w[pair] = pack2x16float(v); }
-fn store_v2(pair: u32, v: vec2<f32>) { v_cache_w[pair] = pack2x16float(v); }
 // #endif
 // #else
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(8) var<storage, read_write> k_cache_w: array<vec2<f32>>;
-@group(0) @binding(9) var<storage, read_write> v_cache_w: array<vec2<f32>>;
 fn load_k4(e: u32) -> vec4<f32> { return k_cache[e / 4u]; }
 fn load_v(e: u32) -> f32 { return v_cache[e]; }
-fn store_k2(pair: u32, v: vec2<f32>) { k_cache_w[pair] = v; }
-fn store_v2(pair: u32, v: vec2<f32>) { v_cache_w[pair] = v; }
 // #endif
+// #include kv_store.wgsl   (bindings 8, 9: store_k2, store_v2)
 
 // ------------------------------------------------------------------------- attention
 var<workgroup> q_s: array<f32, 128>;

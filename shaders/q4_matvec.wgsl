@@ -22,8 +22,14 @@
 //         features f0, f0+1 (gate rows f0, f0+1 and up rows up_row + f0, up_row + f0 + 1) and
 //         writes y[m, out_col + f] = silu(gate_f) · up_f (silu.wgsl) for f < n_rows = F.
 //         The activation of the FFN fused in: no [M, 2F] intermediate, no extra dispatch.
+//   ROPE_KV: W is a fused Q|K|V weight (one block) and y its [M, q_cols + 2 kv_width] output for
+//         x rows at positions[pos_offset + m]: the q and k columns are rotated (RoPE, pairs
+//         (2i, 2i+1) of each head, rope_angle.wgsl) before they are written, and the rotated k and
+//         the v of each row also go into slot pos % capacity of the ring caches (kv_store.wgsl).
+//         The decode step's rope_kv_write (attention.wgsl) fused in: the same bytes, one dispatch
+//         fewer per layer. A workgroup's 4 rows are two whole pairs.
 // Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual,
-//   6 norm_w, 7 norm_ada
+//   6 norm_w, 7 norm_ada, 8 k_cache_w, 9 v_cache_w, 10 positions, 11 inv_freq, 12 rope_kv params
 //
 // Work split. A workgroup of WG (128) invocations owns ROWS (4) adjacent rows. A row's K/32
 // blocks hold 4 nibble words each (8 weights: elements 4j..4j+3 in the low and 16+4j..16+4j+3 in
@@ -85,6 +91,23 @@ const MAX_M: u32 = 4u;
 // #endif
 // #if SWIGLU
 // #include silu.wgsl   (silu)
+// #endif
+// #if ROPE_KV
+struct RopeKvParams {
+    q_cols: u32,     // columns of q (n_heads * head_dim); k follows, then v
+    kv_width: u32,   // columns of k (= of v) = n_kv_heads * head_dim
+    head_dim: u32,
+    capacity: u32,   // ring slots
+    pos_offset: u32, // first position of this dispatch's rows in `positions`
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+@group(0) @binding(10) var<storage, read> positions: array<u32>;
+@group(0) @binding(11) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(12) var<uniform> rk: RopeKvParams;
+// #include kv_store.wgsl   (bindings 8, 9: store_k2, store_v2)
+// #include rope_angle.wgsl   (rotate_pair)
 // #endif
 
 // Accumulators per invocation: ROWS dot products, plus (NORM) the sum of squares of x.
@@ -252,12 +275,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             y[m * p.out_stride + p.out_col + f] = silu(gate[m]) * up[m];
         }
     }
-    // #else
+    // #endif
+    // #if ROPE_KV
+    if (li < ROWS / 2u && row_valid(wgi, 2u * li)) {  // n_rows is even: the pair is whole
+        write_rope_pair(weight_row(wgi, 2u * li), finals[2u * li] * inv, finals[2u * li + 1u] * inv);
+    }
+    // #endif
+    // #if !SWIGLU
+    // #if !ROPE_KV
     if (li < ROWS && row_valid(wgi, li)) {
         write_row(weight_row(wgi, li), finals[li] * inv);
     }
     // #endif
+    // #endif
 }
+
+// #if ROPE_KV
+// Rows c, c+1 of q|k|v (c even) for the M rows of x: + bias, q and k rotated by the row's position,
+// written to y; k and v also into the ring caches (rope_kv_write's arithmetic, same bytes).
+fn write_rope_pair(c: u32, a: vec4<f32>, b: vec4<f32>) {
+    let kv_pairs = rk.kv_width / 2u;  // element pairs of one cache row
+    for (var m = 0u; m < p.M; m++) {
+        let pos = positions[rk.pos_offset + m];
+        var v = vec2<f32>(a[m], b[m]);
+        // #if BIAS
+        v += vec2<f32>(bias[p.bias_col + c], bias[p.bias_col + c + 1u]);
+        // #endif
+        if (c < rk.q_cols + rk.kv_width) {
+            v = rotate_pair(v, pos, inv_freq[(c % rk.head_dim) / 2u]);
+        }
+        let i = m * p.out_stride + p.out_col + c;
+        y[i] = v.x;
+        y[i + 1u] = v.y;
+        let slot_pair = (pos % rk.capacity) * kv_pairs;
+        if (c >= rk.q_cols + rk.kv_width) {
+            store_v2(slot_pair + (c - rk.q_cols - rk.kv_width) / 2u, v);
+        } else if (c >= rk.q_cols) {
+            store_k2(slot_pair + (c - rk.q_cols) / 2u, v);
+        }
+    }
+}
+// #endif
 
 // y[m, row] for the M rows of x, plus bias / residual as configured
 fn write_row(row: u32, total: vec4<f32>) {

@@ -52,7 +52,8 @@ def test_profile_asr_families_and_attention_sweep(host, monkeypatch, capsys):
     r = json.loads(capsys.readouterr().out)
     dp = r["decode_profile"]
     assert sum(f["dispatches"] for f in dp["families"].values()) == dp["dispatches"]
-    assert "attention.wgsl:rope_kv_write" in dp["families"] and "rmsnorm.wgsl:main" in dp["families"]
+    assert "q4_matvec.wgsl:main" in dp["families"] and "rmsnorm.wgsl:main" in dp["families"]
+    assert "attention.wgsl:rope_kv_write" not in dp["families"]  # fused into the QKV matvec
     assert dp["timestamp_step_ms"] is None or dp["timestamp_step_ms"] > 0
     assert set(dp["host_encoding_ms"]) == {"begin", "record", "end_pass", "finish", "submit"}
     assert sum(f["dispatches"] for f in r["encoder_profile"]["families"].values()) == r["encoder_profile"]["dispatches"]

@@ -612,6 +612,65 @@ def test_rope_kv_write_equals_rope_then_kv_write(host, kv_dtype, m, n_q, n_kv, h
     assert results[0][0] != qkv.tobytes()  # the rotation did happen
 
 
+@pytest.mark.parametrize("kv_dtype,shader_f16", [("f32", False), ("f16", False), ("f16", True)])
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("with_norm,with_bias", [(True, False), (False, True)])
+def test_q4_matvec_rope_kv_equals_matvec_then_rope_kv_write(host, kv_dtype, shader_f16, m,
+                                                            with_norm, with_bias):
+    """ROPE_KV: the QKV matvec that rotates q and k and writes k, v into the ring caches leaves
+    the bytes of the matvec followed by rope_kv_write (output, both caches), with a positions view
+    at an offset, ring wrap-around and the output as a column view of a wider matrix."""
+    if shader_f16 and not host.has_shader_f16:
+        pytest.skip("adapter has no shader-f16")
+    seed = seed_of("q4_rope_kv", kv_dtype, shader_f16, m, with_norm, with_bias)
+    rng = np.random.default_rng(seed)
+    n_q, n_kv, hd, cap, theta = 4, 2, 32, 37, 1e6
+    width, cols = n_kv * hd, (n_q + 2 * n_kv) * hd
+    q, _ = q4_weight(rng, cols, 96)
+    x = rng.standard_normal((m, 96)).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, 96).astype(np.float32)
+    b = rng.standard_normal(cols).astype(np.float32)
+    start = int(rng.integers(cap - m, 40000))
+    pos = np.concatenate([[ALL_ONES] * 5, np.arange(start, start + m)]).astype(np.uint32)
+    results = []
+    for fused in (False, True, "over the storage-buffer limit"):
+        k = Kernels(host, use_shader_f16=shader_f16)
+        if fused == "over the storage-buffer limit":  # the two dispatches instead, same bytes
+            k.host = _HostWithLimits(host, max_storage_buffers_per_shader_stage=7)  # the fused one needs 8
+        gw, gx, gpos = k.upload_weight(q), k.tensor(x), k.tensor(pos)
+        wide = k.empty((m, cols + 6))
+        k.fill_bits(wide, NAN_BITS)
+        out = wide.view_cols(2, 2 + cols)
+        kc, vc = k.kv_cache(cap, width, kv_dtype), k.kv_cache(cap, width, kv_dtype)
+        for c in (kc, vc):
+            k.fill_bits(c, 0x3F803F80)  # stale ring contents that must survive outside the slots
+        p = gpos.view_elems(5, 5 + m)
+        norm = (k.tensor(g), 1e-5, None) if with_norm else None
+        bias = k.tensor(b) if with_bias else None
+        if fused:
+            run(k, lambda s: k.q4_matvec(s, gx, gw, out, bias, norm=norm,
+                                         rope_kv=(p, n_q, n_kv, hd, theta, kc, vc)))
+        else:
+            run(k, lambda s: (k.q4_matvec(s, gx, gw, out, bias, norm=norm),
+                              k.rope_kv_write(s, out, p, n_q, n_kv, hd, theta, kc, vc)))
+        results.append([host.read_buffer(t.buffer) for t in (wide, kc, vc)])
+        assert any(key[1] == "rope_kv_write" for key in k._pipelines) == (fused is not True)
+    for plain, fused, split in zip(*results):
+        assert plain == fused == split, f"seed={seed}"
+    assert results[0][1] != bytes(len(results[0][1]))  # the cache was written
+
+
+class _HostWithLimits:
+    """A host whose reported limits are lowered (the rest is the real host's)."""
+
+    def __init__(self, host, **limits):
+        self._host = host
+        self.limits = {**host.limits, **limits}
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+
 # ------------------------------------------------------------------------- elementwise
 def gelu_ref(x):
     """0.5·x·erfc(-x/√2) = 0.5·x·(1 + erf(x/√2)) without the cancellation for negative x."""

@@ -470,13 +470,27 @@ class Kernels:
             bindings[5] = residual
         return bindings
 
-    def q4_matvec(self, seq, x, w, out, bias=None, residual=None, norm=None) -> None:
+    def q4_matvec(self, seq, x, w, out, bias=None, residual=None, norm=None, rope_kv=None) -> None:
         """out = [residual +] x'·Wᵀ [+ bias] for M <= 4 rows; x' = x, or with norm = (g, eps,
-        ada | None) the RMS-normalised x / rms(x) · g [· (1 + ada)] (the pre-norm fused in)."""
+        ada | None) the RMS-normalised x / rms(x) · g [· (1 + ada)] (the pre-norm fused in).
+        rope_kv = (positions, n_heads, n_kv_heads, head_dim, theta, k_cache, v_cache): W is a
+        fused Q|K|V weight and its output's q and k are rotated and k, v written into the ring
+        caches as `rope_kv_write` does (ROPE_KV: the same bytes in one dispatch)."""
         _require(w.dtype == "q4_0", "q4_matvec needs a Q4_0 weight")
         _require(1 <= x.rows <= MAX_M_MATVEC, f"q4_matvec handles 1..{MAX_M_MATVEC} rows, got {x.rows}")
         flags = self._linear_checks(x, w, out, bias, residual)
         extra = self._norm_bindings(x, norm, flags)
+        if rope_kv is not None:
+            # 4 more storage bindings (caches, positions, frequencies): past the device's limit
+            # (WebGPU's default is 8), the matvec and rope_kv_write as two dispatches instead
+            storage = 3 + len(extra) + len(flags & {"BIAS", "RESIDUAL"}) + 4
+            if storage > int(self.host.limits.get("max_storage_buffers_per_shader_stage", 8)):
+                self.q4_matvec(seq, x, w, out, bias, residual, norm)
+                positions, n_heads, n_kv_heads, head_dim, theta, k_cache, v_cache = rope_kv
+                self.rope_kv_write(seq, out, positions, n_heads, n_kv_heads, head_dim, theta,
+                                   k_cache, v_cache)
+                return
+            extra.update(self._rope_kv_bindings(x, w, out, rope_kv, flags))
         if x.rows == 1:
             flags.add("ONE_ROW")  # the decode step: one accumulator per row
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
@@ -488,6 +502,21 @@ class Kernels:
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
             bindings.update(extra)
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    def _rope_kv_bindings(self, x, w, out, rope_kv, flags: set) -> dict:
+        """Bindings (and the flag) of q4_matvec's fused RoPE + ring cache write (ROPE_KV)."""
+        positions, n_heads, n_kv_heads, head_dim, theta, k_cache, v_cache = rope_kv
+        capacity, width = k_cache.shape
+        _require(len(w.blocks) == 1, "ROPE_KV needs the QKV weight in one binding")
+        _require("RESIDUAL" not in flags and "ACCUMULATE" not in flags, "ROPE_KV takes no residual")
+        _require(width == n_kv_heads * head_dim and head_dim % 2 == 0
+                 and w.rows == (n_heads + 2 * n_kv_heads) * head_dim, "ROPE_KV: q|k|v shapes")
+        _require(x.rows <= capacity, f"{x.rows} new rows overflow a ring of {capacity}")
+        _require(positions.dtype in ("u32", "i32") and positions.size >= x.rows, "ROPE_KV: positions")
+        flags.add("ROPE_KV")
+        flags.update(self._kv_flags(k_cache, v_cache))
+        params = self._uniform(n_heads * head_dim, width, head_dim, capacity, positions.offset)
+        return {8: k_cache, 9: v_cache, 10: positions, 11: self.rope_inv_freq(head_dim, theta), 12: params}
 
     def _norm_bindings(self, x, norm, flags: set) -> dict:
         """Bindings (and flags) of q4_matvec's fused RMS norm: norm = (g [K], eps, ada [K] | None)."""

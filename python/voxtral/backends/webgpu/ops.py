@@ -125,6 +125,7 @@ class WebGPUOps:
         self.submits = 0
         self._capture = None  # (pos tensor, kept tensors) while a step graph is being recorded
         self._last_rope = None  # (dispatch, q, k, rope args) of the last rope_qk (see GPURingCache)
+        self._last_qkv = None  # (dispatch, q4_matvec args) of the last fused QKV matvec (same)
 
     # ------------------------------------------------------------------------ memory
     def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:
@@ -340,7 +341,10 @@ class WebGPUOps:
         if h.rows > MAX_M_MATVEC or gw.dtype != "q4_0" or not h.contiguous:
             return self.linear_split(self.rmsnorm(h, norm_w, eps, ada=ada), ws, bs)
         out = self._alloc((h.shape[0], gw.rows))
-        self.k.q4_matvec(self.seq, h, gw, out, gb, norm=self._norm(norm_w, eps, ada))
+        norm = self._norm(norm_w, eps, ada)
+        self.k.q4_matvec(self.seq, h, gw, out, gb, norm=norm)
+        if len(gw.blocks) == 1:  # the ring cache may redo it with RoPE and the cache write fused
+            self._last_qkv = (self.seq[-1], h, gw, out, gb, norm)
         return _split_views(out, ws)
 
     def norm_swiglu(self, h, norm_w, eps: float, w_gate, w_up, ada=None):
@@ -381,16 +385,18 @@ class WebGPUOps:
         hit = self._weights.get(key)
         if hit is None or hit[0] is not g or hit[1] is not ada:
             n = g.size
-            if self._capture is None:
-                self.flush()  # ada may still be pending in this op stream
             g_row = GPUTensor(g.buffer, (1, n), "f32", g.offset)
             ada_row = GPUTensor(ada.buffer, (1, n), "f32", ada.offset)
             one_plus = self.k.tensor(np.ones((1, n), np.float32))  # [1, K], becomes 1 + ada
             folded = self.k.empty((1, n), "f32", "folded_norm")  # [1, K]
-            seq = []  # its own submit: a step graph being recorded must not replay it
+            # In the op stream (after whatever made ada); while a step graph is being recorded,
+            # in a submit of its own (ada is older than the recording): it must not be replayed.
+            seq = self.seq if self._capture is None else []
             self.k.add_(seq, one_plus, ada_row)
             self.k.mul(seq, g_row, one_plus, folded)
-            self.k.run(seq)
+            if seq is not self.seq:
+                self.host.run(seq)
+                self.submits += 1
             hit = (g, ada, folded, one_plus)  # one_plus lives until the submit is surely done
             self._weights[key] = hit
         return hit[2]
@@ -719,6 +725,20 @@ class GPURingCache:
             return None
         return GPUTensor(q.buffer, (q.rows, q.cols + k.cols + v.cols), q.dtype, q.offset, q.row_stride)
 
+    def _qkv_matvec_before_rope(self, qkv):
+        """(h, weight, out, bias, norm) of the QKV matvec when it is the dispatch right before the
+        rope that rotated `qkv` (its whole output): then matvec, rope and cache write become one
+        q4_matvec with ROPE_KV (decode steps: two dispatches fewer per layer). None otherwise."""
+        ops = self.ops
+        last = ops._last_qkv
+        if last is None or len(ops.seq) < 2 or ops.seq[-2] is not last[0]:
+            return None
+        _, h, gw, out, gb, norm = last
+        if (out.buffer is not qkv.buffer or out.offset != qkv.offset or out.shape != qkv.shape
+                or out.row_stride != qkv.row_stride):
+            return None
+        return h, gw, out, gb, norm
+
     def attend(self, q, k, v, positions):
         ops, cfg = self.ops, self.cfg
         positions = np.asarray(positions, dtype=np.int64)
@@ -731,7 +751,14 @@ class GPURingCache:
             pos = ops._positions_tensor(positions[s:e])
             qs, ks, vs = (t if (s, e) == (0, m) else t.view_rows(s, e) for t in (q, k, v))
             qkv = self._just_roped_qkv(q, k, v) if (s, e) == (0, m) else None
-            if qkv is not None:  # q, k rotated by the dispatch just recorded: redo it fused
+            matvec = self._qkv_matvec_before_rope(qkv) if qkv is not None else None
+            if matvec is not None:  # QKV matvec + rope just recorded: one matvec that does all
+                ops.seq.pop()
+                ops.seq.pop()
+                h, gw, out, gb, norm = matvec
+                ops.k.q4_matvec(ops.seq, h, gw, out, gb, norm=norm, rope_kv=(
+                    pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.rope_theta, self.keys, self.values))
+            elif qkv is not None:  # q, k rotated by the dispatch just recorded: redo it fused
                 ops.seq.pop()
                 ops.k.rope_kv_write(ops.seq, qkv, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                                     cfg.rope_theta, self.keys, self.values)
