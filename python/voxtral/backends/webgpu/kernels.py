@@ -43,6 +43,18 @@ MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
+# attention_decode.wgsl (VOXTRAL_ATTN_DECODE=v2): a workgroup serves up to 4 query heads of one kv
+# head, so the decoder's decode step has 8 workgroups per key segment where `attention` has 32.
+# More segments: shorter serial key walks, but a longer combine (its cost grows with the segment
+# count). H100, decoder shapes, f16 cache, one row, attention + combine per layer (us), target 128
+# (16 segments) / 256 (32): 300 keys 10.1/10.1, 1000 keys 11.8/11.3, 3000 keys 19.3/16.1, 8192
+# keys 38.0/28.0 (old kernel: 14.1, 20.1, 38.3, 84.8); 512 (64 segments) gained < 1 us at 8192
+# keys and lost 3.5 us at 300.
+ATTN_DECODE_ENV = "VOXTRAL_ATTN_DECODE"
+ATTN_DECODE_MAX_ROWS = 4          # query rows handed to attention_decode (decode, streaming chunks)
+ATTN_DECODE_TARGET_GROUPS = 256
+ATTN_DECODE_MIN_SPLIT_KEYS = 16   # one iteration of the 4 teams (B = 4) at head_dim 128
+ATTN_DECODE_MAX_SPLITS = 256      # attention_decode_combine's MAX_SPLITS
 WORKGROUP_INVOCATIONS = 256  # every kernel; the WebGPU default limit in browsers
 _NP_DTYPES = {"f32": np.float32, "f16": np.float16, "u32": np.uint32, "i32": np.int32}
 _ITEMSIZE = {"f32": 4, "f16": 2, "u32": 4, "i32": 4}
@@ -190,10 +202,14 @@ class GPUWeight:
 
 
 def attention_splits(queries_x_heads: int, max_keys: int,
-                     min_split_keys: int = ATTN_MIN_SPLIT_KEYS) -> tuple[int, int]:
+                     min_split_keys: int = ATTN_MIN_SPLIT_KEYS,
+                     target_groups: int | None = None) -> tuple[int, int]:
     """(splits, keys per split) for split-K attention: one segment when the (query, head) pairs
-    already fill the GPU (prefill), several for one-token decode over a long window."""
-    by_occupancy = -(-ATTN_TARGET_GROUPS // max(1, queries_x_heads))
+    (workgroups per segment) already fill the GPU (prefill), several for one-token decode over a
+    long window. target_groups defaults to ATTN_TARGET_GROUPS, read at call time (profile_asr.py
+    --attn-groups sweeps it)."""
+    target = ATTN_TARGET_GROUPS if target_groups is None else target_groups
+    by_occupancy = -(-target // max(1, queries_x_heads))
     by_work = -(-max_keys // min_split_keys)
     splits = max(1, min(by_occupancy, by_work))
     return splits, -(-max_keys // splits)
@@ -241,6 +257,9 @@ class Kernels:
         self._argmax_scratch: dict[tuple, tuple] = {}
         self._scratches: dict[str, GPUTensor] = {}
         self.attn_min_split_keys = ATTN_MIN_SPLIT_KEYS  # tests lower it to force many segments
+        # "v2": few-row attention by attention_decode.wgsl where it applies (see attention())
+        self.attn_decode = os.environ.get(ATTN_DECODE_ENV, "")
+        self.attn_decode_min_split_keys = ATTN_DECODE_MIN_SPLIT_KEYS  # as attn_min_split_keys
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
@@ -694,18 +713,37 @@ class Kernels:
         _require(m <= capacity, f"{m} query rows exceed the ring capacity {capacity}")
         _require(m <= self.max_groups_per_dim, "attention: too many query rows for one dispatch")
         scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-        splits, split_keys = attention_splits(m * n_heads, min(window, capacity),
-                                              self.attn_min_split_keys)
         flags = self._kv_flags(k_cache, v_cache)
+        if self.uses_attention_decode(m):
+            # a workgroup per (kv head, block of <= 4 of its query heads, row, segment)
+            groups_x = n_kv_heads * -(-(n_heads // n_kv_heads) // 4)
+            # (capped at the segments attention_decode_combine can merge)
+            splits, split_keys = attention_splits(groups_x * m, min(window, capacity),
+                                                  self.attn_decode_min_split_keys,
+                                                  min(ATTN_DECODE_TARGET_GROUPS,
+                                                      groups_x * m * ATTN_DECODE_MAX_SPLITS))
+            first = self._pipeline("attention_decode.wgsl", "attention_decode", flags)
+            second = self._pipeline("attention_decode.wgsl", "attention_decode_combine", flags)
+        else:
+            groups_x = n_heads
+            splits, split_keys = attention_splits(m * n_heads, min(window, capacity),
+                                                  self.attn_min_split_keys)
+            first = self._pipeline("attention.wgsl", "attention", flags)
+            second = self._pipeline("attention.wgsl", "attention_combine", flags)
         partials = self._scratch("attn_partials", m * n_heads * splits * (head_dim + 2))
         params = self._uniform(m, n_heads, n_kv_heads, head_dim, window, capacity, q.offset,
                                q.row_stride, positions.offset, out.row_stride, scale, splits,
                                split_keys)
-        first = self._pipeline("attention.wgsl", "attention", flags)
         group = self._bind(first, {0: q, 1: k_cache, 2: v_cache, 3: positions, 5: params, 11: partials})
-        self._append(seq, first, group, n_heads, m, splits)
-        second = self._pipeline("attention.wgsl", "attention_combine", flags)
+        self._append(seq, first, group, groups_x, m, splits)
         self._append(seq, second, self._bind(second, {4: out, 5: params, 11: partials}), n_heads, m)
+
+    def uses_attention_decode(self, rows: int) -> bool:
+        """Whether attention() of `rows` query rows runs attention_decode.wgsl: switched on
+        (attn_decode == "v2"), subgroups in use (its butterflies need them; any subgroup size
+        works), and few rows (prefill keeps `attention`, whose 128 lanes score 128 keys at once).
+        The output equals `attention`'s up to f32 rounding (the sums run in another order)."""
+        return self.attn_decode == "v2" and self.use_subgroups and rows <= ATTN_DECODE_MAX_ROWS
 
     def _scratch(self, name: str, n_floats: int) -> GPUTensor:
         """A named f32 scratch buffer, grown on demand and shared by all calls (dispatches in a
