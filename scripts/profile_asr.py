@@ -213,16 +213,21 @@ def main():
             print(v, json.dumps(r["variants"][v]), file=sys.stderr, flush=True)
         apply_variant(ops.k, variants[0])
     if a.attn_groups:
+        # the split-K target of whichever decode attention runs (attention.wgsl's or
+        # attention_decode.wgsl's); gpu_ms of its two dispatch families
         from voxtral.backends.webgpu import kernels as kernels_module
-        default = kernels_module.ATTN_TARGET_GROUPS
+        name = "ATTN_DECODE_TARGET_GROUPS" if ops.k.uses_attention_decode(1) else "ATTN_TARGET_GROUPS"
+        default = getattr(kernels_module, name)
         r["attn_groups"] = {}
         for n in (int(v) for v in a.attn_groups.split(",")):
-            kernels_module.ATTN_TARGET_GROUPS = n
+            setattr(kernels_module, name, n)
             p = profile_step(ops, cfg, weights, a.steps)
+            fam = {f.split(":")[1]: d["gpu_ms"] for f, d in p["families"].items() if f.startswith("attention")}
             r["attn_groups"][n] = {"timestamp_step_ms": p["timestamp_step_ms"],
-                                   "attention_gpu_ms": p["families"]["attention.wgsl:attention"]["gpu_ms"],
-                                   "combine_gpu_ms": p["families"]["attention.wgsl:attention_combine"]["gpu_ms"]}
-        kernels_module.ATTN_TARGET_GROUPS = default
+                                   "attention_gpu_ms": fam.get("attention_decode", fam.get("attention")),
+                                   "combine_gpu_ms": fam.get("attention_decode_combine",
+                                                             fam.get("attention_combine"))}
+        setattr(kernels_module, name, default)
     print(json.dumps(r), flush=True)
 
 

@@ -2,7 +2,7 @@
 // points `attention_decode` then `attention_decode_combine`. Same maths, visibility rules, key
 // segments and partials layout as attention.wgsl's `attention` (see there), so its
 // `attention_combine` would merge these partials too; only the work layout differs. Needs the
-// SUBGROUPS feature. Kernels.attention uses it with VOXTRAL_ATTN_DECODE=v2 for <= 4 rows.
+// SUBGROUPS feature. Kernels.attention uses it for <= 4 rows (VOXTRAL_ATTN_DECODE=v1: never).
 //
 // H100, decoder shapes (32 heads, 8 kv heads, head_dim 128, f16 cache), one row, attention +
 // combine per layer: 300 keys 14.1 -> 10.1 us, 1000: 20.1 -> 11.3, 3000: 38.3 -> 16.1, 8192:

@@ -1,4 +1,4 @@
-"""attention_decode.wgsl (Kernels.attn_decode = "v2", VOXTRAL_ATTN_DECODE=v2) against the float64
+"""attention_decode.wgsl (Kernels.attn_decode = "v2", the default; VOXTRAL_ATTN_DECODE=v1: off) against the float64
 numpy reference of test_kernels.py, on fresh random inputs (seeds as in test_kernels.py).
 
 The kernel replaces `attention` for a few query rows; each test checks which entry point ran, so a
@@ -35,7 +35,7 @@ def _decode_steps(host, *, kv_dtype, n_heads, n_kv, hd, window, capacity, chunks
     chunks, {rows: attention entry points of that chunk size's list})."""
     rng = np.random.default_rng(seed)
     k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=use_subgroups)
-    k.attn_decode = decode
+    k.attn_decode, k.attn_decode_min_gqa = decode, 1
     if defines:
         k.extra_defines = frozenset(defines)
     if min_split_keys:
@@ -151,7 +151,7 @@ def test_attention_decode_combine_many_segments(host, target, monkeypatch, recor
                               min_split_keys=1)
     assert used[1] == used[2] == ["attention_decode", "attention_decode_combine"], used
     k = Kernels(host)
-    k.attn_decode, k.attn_decode_min_split_keys = "v2", 1
+    k.attn_decode, k.attn_decode_min_split_keys, k.attn_decode_min_gqa = "v2", 1, 1
     g = k.empty((1, 8 * 64))
     seq: list = []
     k.attention(seq, g, k.kv_cache(650, 128), k.kv_cache(650, 128), k.empty((1,), "u32"), g,
@@ -166,9 +166,11 @@ def test_attention_decode_switch_from_environment(host, monkeypatch):
     k = Kernels(host)
     assert k.attn_decode == "v2"
     assert k.uses_attention_decode(1) == k.uses_attention_decode(4) == host.has_subgroups
-    assert not k.uses_attention_decode(5)
-    monkeypatch.delenv("VOXTRAL_ATTN_DECODE")
+    assert not k.uses_attention_decode(5) and not k.uses_attention_decode(1, gqa=1)
+    monkeypatch.setenv("VOXTRAL_ATTN_DECODE", "v1")
     assert not Kernels(host).uses_attention_decode(1)
+    monkeypatch.delenv("VOXTRAL_ATTN_DECODE")
+    assert Kernels(host).attn_decode == "v2"  # the default
 
 
 @pytest.mark.parametrize("defines", [("DECODE_B2",), ("DECODE_B8",)], ids="+".join)
@@ -207,7 +209,7 @@ def test_attention_decode_agrees_with_old_kernel(host):
     for decode in ("", "v2"):
         rng = np.random.default_rng(seed)
         k = Kernels(host)
-        k.attn_decode = decode
+        k.attn_decode, k.attn_decode_min_gqa = decode, 1
         n_heads, n_kv, hd, cap, window, n = 32, 8, 128, 512, 400, 300
         width = n_kv * hd
         kc, vc = k.kv_cache(cap, width, "f16"), k.kv_cache(cap, width, "f16")
@@ -259,7 +261,7 @@ def test_asr_decode_tokens_equal_with_attention_decode(host, tiny):
     results = {}
     for decode in ("", "v2"):
         ops = WebGPUOps(host)
-        ops.k.attn_decode = decode
+        ops.k.attn_decode, ops.k.attn_decode_min_gqa = decode, 1
         model = ASRModel(cfg, w, ops)
         # with logits kept every step is recorded afresh; without, one graph is replayed per token
         results[decode] = (transcribe(model, mel, return_logits=True),

@@ -43,7 +43,7 @@ MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
-# attention_decode.wgsl (VOXTRAL_ATTN_DECODE=v2): a workgroup serves up to 4 query heads of one kv
+# attention_decode.wgsl (the default; VOXTRAL_ATTN_DECODE=v1: off): a workgroup serves up to 4 query heads of one kv
 # head, so the decoder's decode step has 8 workgroups per key segment where `attention` has 32.
 # More segments: shorter serial key walks, but a longer combine (its cost grows with the segment
 # count). H100, decoder shapes, f16 cache, one row, attention + combine per layer (us), target 128
@@ -257,9 +257,11 @@ class Kernels:
         self._argmax_scratch: dict[tuple, tuple] = {}
         self._scratches: dict[str, GPUTensor] = {}
         self.attn_min_split_keys = ATTN_MIN_SPLIT_KEYS  # tests lower it to force many segments
-        # "v2": few-row attention by attention_decode.wgsl where it applies (see attention())
-        self.attn_decode = os.environ.get(ATTN_DECODE_ENV, "")
+        # "v2" (the default): few-row attention by attention_decode.wgsl where it applies (see
+        # attention()); VOXTRAL_ATTN_DECODE=v1 keeps `attention` for every row count
+        self.attn_decode = os.environ.get(ATTN_DECODE_ENV) or "v2"
         self.attn_decode_min_split_keys = ATTN_DECODE_MIN_SPLIT_KEYS  # as attn_min_split_keys
+        self.attn_decode_min_gqa = 2  # tests lower it to 1 (the kernel is correct there too)
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
@@ -714,7 +716,7 @@ class Kernels:
         _require(m <= self.max_groups_per_dim, "attention: too many query rows for one dispatch")
         scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
         flags = self._kv_flags(k_cache, v_cache)
-        if self.uses_attention_decode(m):
+        if self.uses_attention_decode(m, n_heads // n_kv_heads):
             # a workgroup per (kv head, block of <= 4 of its query heads, row, segment)
             groups_x = n_kv_heads * -(-(n_heads // n_kv_heads) // 4)
             # (capped at the segments attention_decode_combine can merge)
@@ -738,12 +740,15 @@ class Kernels:
         self._append(seq, first, group, groups_x, m, splits)
         self._append(seq, second, self._bind(second, {4: out, 5: params, 11: partials}), n_heads, m)
 
-    def uses_attention_decode(self, rows: int) -> bool:
-        """Whether attention() of `rows` query rows runs attention_decode.wgsl: switched on
-        (attn_decode == "v2"), subgroups in use (its butterflies need them; any subgroup size
+    def uses_attention_decode(self, rows: int, gqa: int = 4) -> bool:
+        """Whether attention() of `rows` query rows runs attention_decode.wgsl: not switched off
+        (attn_decode == "v2", the default), subgroups in use (its butterflies need them; any subgroup size
         works), and few rows (prefill keeps `attention`, whose 128 lanes score 128 keys at once).
-        The output equals `attention`'s up to f32 rounding (the sums run in another order)."""
-        return self.attn_decode == "v2" and self.use_subgroups and rows <= ATTN_DECODE_MAX_ROWS
+        The output equals `attention`'s up to f32 rounding (the sums run in another order).
+        Only with >= attn_decode_min_gqa (2) query heads per kv head: with 1:1 heads (the
+        encoder's streaming step) 3 of its 4 score slots idle, and that case was not timed."""
+        return (self.attn_decode == "v2" and self.use_subgroups and rows <= ATTN_DECODE_MAX_ROWS
+                and gqa >= self.attn_decode_min_gqa)
 
     def _scratch(self, name: str, n_floats: int) -> GPUTensor:
         """A named f32 scratch buffer, grown on demand and shared by all calls (dispatches in a
