@@ -69,6 +69,30 @@ def test_offline_replayed_steps_equal_numpy(ops, tiny):
     assert transcribe(ASRModel(cfg, w, ops), mel).tokens == ref, f"seed {SEED}"
 
 
+def test_next_session_reuses_caches_and_recorded_step(ops, tiny):
+    """A dropped session hands its KV caches and recorded step to the next session of the same
+    (ops, delay): no new recording, and the next clips' tokens still equal numpy's (stale cache
+    rows of the earlier, longer clip are never read). Sessions alive at once never share."""
+    import gc
+    from voxtral.models.asr.transcribe import DecoderSession
+    cfg, w = tiny
+    model, ref_model = ASRModel(cfg, w, ops), ASRModel(cfg, w, NumpyOps())
+    mels = [_mel(cfg, 3.0, SEED + 20), _mel(cfg, 1.5, SEED + 21), _mel(cfg, 2.0, SEED + 22)]
+    delay = model.delay_tokens()
+    graphs = []
+    for mel in mels:
+        s = DecoderSession(model, delay)
+        s.feed(model.audio_embeddings(mel))
+        ref = transcribe(ref_model, mel).tokens
+        assert s.result.tokens == ref, f"seed {SEED}"
+        graphs.append(s._graph)
+        del s
+        gc.collect()
+    assert graphs[0] is not None and graphs[0] is graphs[1] is graphs[2]
+    a, b = DecoderSession(model, delay), DecoderSession(model, delay)
+    assert a._state is not b._state and a.caches[0] is not b.caches[0]
+
+
 def test_streaming_tokens_equal_numpy(ops, tiny):
     cfg, w = tiny
     mel = _mel(cfg, 2.5, SEED + 1)

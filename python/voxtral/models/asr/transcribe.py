@@ -11,6 +11,7 @@ for the default 480 ms delay; HF generate stops one step earlier).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +48,10 @@ class DecoderSession:
         self.ops = model.ops
         self.eos_id = eos_id
         self.prompt = prompt_ids(model.config, delay_tokens, bos_id, pad_id)
-        self.caches = model.decoder.new_caches(self.ops)
+        self._state = model.decoder.acquire_state(self.ops, delay_tokens)
+        self.caches = self._state.caches
+        # handed back when this session is dropped (the next session reuses caches and step)
+        weakref.finalize(self, model.decoder.release_state, self.ops, delay_tokens, self._state)
         self.scales = model.decoder.ffn_scales(self.ops, delay_tokens)
         self.result = Transcription(logits=[] if keep_logits else None)
         self.next_position = 0
@@ -57,7 +61,8 @@ class DecoderSession:
         # Replay a recorded step when the backend offers it (not when logits are kept: they stay
         # on the device in a replayed step).
         self._use_graph = hasattr(self.ops, "decode_step_graph") and not keep_logits
-        self._graph = None
+        self._graph = self._state.graph
+        self._graph_seeded = False
         self._pending = []  # audio embeddings received before the prompt is complete
         self._n_pending = 0
 
@@ -121,12 +126,15 @@ class DecoderSession:
         """A backend that can record a decode step once (WebGPU) replays it for every token."""
         if self._graph is None:
             self._graph = self.ops.decode_step_graph(self.model.decoder, self.caches, self.scales)
+            self._state.graph = self._graph
             if self._graph is None:  # the backend cannot record this model's step
                 self._use_graph = False
                 x = self.ops.add(self.ops.rows(audio_emb, row, row + 1),
                                  self.model.decoder.embed(self.ops, self._token_ref))
                 return self._decide(x)
+        if not self._graph_seeded:  # this session's first replayed step (the graph may be older)
             self._graph.set_token(self._token_ref)
+            self._graph_seeded = True
         handle = self._graph.step(audio_emb, row, self.next_position)
         self._unread = (handle, self.next_position, None)
         self.next_position += 1
