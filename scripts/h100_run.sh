@@ -19,6 +19,8 @@
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
 #            full model, then `voxtral bench tts --preset full` natively
+#   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
+#            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
 set -u
 OUT=${OUT:-/tmp/voxtral-out}
@@ -99,6 +101,15 @@ PY
     grep -v '^{' "$OUT/profile.err" | tail -12
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
     ;;
+  all)
+    bash "$0" browser+native
+    bash "$0" tts
+    setup_native
+    echo "== voxtral bench asr, VOXTRAL_ATTN_DECODE=all"
+    VOXTRAL_ATTN_DECODE=all timeout 150 python3 -m voxtral bench asr --preset full --seconds 16 \
+      --backend webgpu --json > "$OUT/native_attn_all.json" 2> "$OUT/native_attn_all.err"
+    grep -E '"(decode_ms_per_step|rtf|stream_rtf|encoder_ms)"' "$OUT/native_attn_all.json"; tail -2 "$OUT/native_attn_all.err"
+    ;;
   tts)
     setup_page
     echo "== page (tts full)"
@@ -125,7 +136,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|browser|browser+bench|browser+native|tts" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac

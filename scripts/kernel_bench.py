@@ -80,14 +80,16 @@ def bench_shape(k: Kernels, weight, m: int, reps: int, rng, mode: str = "") -> t
     return time_seq(k, seq), k.read(out)
 
 
-def split_layout_rows(k: Kernels, rows: list, reps: int, refs: dict, probe: str = "") -> list:
-    """EXPERIMENT: scripts/experiments/q4split_matvec.wgsl (the same matvec over Q4_0 repacked
-    into aligned quant and scale arrays) on the decoder's shapes, against q4_matvec's outputs;
-    `probe` names one of its diagnostic defines."""
+def split_layout_rows(k: Kernels, rows: list, reps: int, refs: dict, probe: str = "",
+                      shader: str = "q4split_matvec.wgsl", rows_per_group: int = 16) -> list:
+    """EXPERIMENT: scripts/experiments/<shader> (the same matvec over Q4_0 repacked into aligned
+    quant and scale arrays) on the decoder's shapes, against q4_matvec's outputs; `probe` names
+    '+'-joined defines of the shader (diagnostic probes, variants); rows_per_group: its rows
+    per workgroup."""
     from voxtral.backends.webgpu.host import Dispatch
     from voxtral.backends.webgpu.kernels import preprocess
-    src = (Path(__file__).parent / "experiments" / "q4split_matvec.wgsl").read_text()
-    pipeline = k.host.create_pipeline(preprocess(src, {probe} if probe else set()), "main")
+    src = (Path(__file__).parent / "experiments" / shader).read_text()
+    pipeline = k.host.create_pipeline(preprocess(src, set(probe.split("+")) if probe else set()), "main")
     out_rows = []
     for name, n, kd in DECODER:
         nb = kd // 32
@@ -104,7 +106,7 @@ def split_layout_rows(k: Kernels, rows: list, reps: int, refs: dict, probe: str 
         qbuf, sbuf = _SPLIT_BUFFERS[name]
         x = k.tensor(np.random.default_rng(1).standard_normal((1, kd)).astype(np.float32))
         out = k.empty((1, n))
-        gx, gy = k._grid(-(-n // 16))
+        gx, gy = k._grid(-(-n // rows_per_group))
         group = k.host.create_bind_group(pipeline, {0: qbuf, 1: sbuf, 2: x.buffer, 3: out.buffer,
                                                     4: k._uniform(n, kd, gx)})
         seq = [Dispatch(pipeline, group, (gx, gy, 1))] * reps
@@ -112,7 +114,8 @@ def split_layout_rows(k: Kernels, rows: list, reps: int, refs: dict, probe: str 
         s = gpu if gpu is not None else wall
         y = k.read(out)
         ref = refs.get(name)
-        out_rows.append({"variant": "split-layout" + (f"+{probe}" if probe else ""), "shape": name, "M": 1, "N": n, "K": kd,
+        label = "split-layout" if shader == "q4split_matvec.wgsl" else shader.split(".")[0]
+        out_rows.append({"variant": label + (f"+{probe}" if probe else ""), "shape": name, "M": 1, "N": n, "K": kd,
                          "us": round(s * 1e6, 1), "wall_us": round(wall * 1e6, 1),
                          "weight_gbs": round(n * kd // 32 * 18 / s / 1e9, 1),
                          "same_bits_as_first": None if ref is None else bool(np.array_equal(ref, y)),
@@ -137,6 +140,9 @@ def main():
                     help="also the decode step's fused forms (norm, swiglu, norm + ada)")
     ap.add_argument("--split", action="store_true",
                     help="also the split-layout matvec experiment (scripts/experiments/)")
+    ap.add_argument("--split-words", default="",
+                    help="comma-separated variants of the word-slot split-layout experiment "
+                         "(scripts/experiments/q4split_words.wgsl), e.g. base,SLOT2,SLOT4+ROWS8")
     a = ap.parse_args()
     host = WgpuHost()
     k = Kernels(host)
@@ -182,6 +188,13 @@ def main():
         host._pipelines.clear()
         for probe in ("", "PROBE_NO_DEQUANT", "PROBE_NO_X"):
             rows += split_layout_rows(Kernels(host), rows, a.reps, ref, probe)
+    if a.split_words:
+        host.shader_checks = DEFAULT_SHADER_CHECKS
+        host._pipelines.clear()
+        for v in (t.strip() for t in a.split_words.split(",") if t.strip()):
+            defines = "" if v == "base" else v
+            rows += split_layout_rows(Kernels(host), rows, a.reps, ref, defines, "q4split_words.wgsl",
+                                      8 if "ROWS8" in defines.split("+") else 4)
     print(json.dumps({"adapter": host.adapter_name, "reps": a.reps, "rows": rows}))
 
 

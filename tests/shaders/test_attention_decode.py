@@ -169,6 +169,8 @@ def test_attention_decode_switch_from_environment(host, monkeypatch):
     assert not k.uses_attention_decode(5) and not k.uses_attention_decode(1, gqa=1)
     monkeypatch.setenv("VOXTRAL_ATTN_DECODE", "v1")
     assert not Kernels(host).uses_attention_decode(1)
+    monkeypatch.setenv("VOXTRAL_ATTN_DECODE", "all")  # also 1:1 heads
+    assert Kernels(host).uses_attention_decode(1, gqa=1) == host.has_subgroups
     monkeypatch.delenv("VOXTRAL_ATTN_DECODE")
     assert Kernels(host).attn_decode == "v2"  # the default
 

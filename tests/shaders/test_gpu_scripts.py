@@ -27,7 +27,8 @@ def test_kernel_bench_variants_and_probes(host, monkeypatch, capsys):
     monkeypatch.setattr(kb, "FUSED", [("dec.qkv", "norm"), ("dec.w13", "swiglu+norm+ada")])
     monkeypatch.setattr(kb, "_SPLIT_BUFFERS", {})
     monkeypatch.setattr(sys, "argv", ["kernel_bench", "--reps", "2", "--m", "67", "--fused", "--split",
-                                      "--variants", "base,checks=bounds,checks=all"])
+                                      "--variants", "base,checks=bounds,checks=all",
+                                      "--split-words", "base,SLOT2,SLOT4+ROWS8"])
     kb.main()
     report = json.loads(capsys.readouterr().out)
     rows = {(r["variant"], r["shape"]): r for r in report["rows"]}
@@ -42,6 +43,9 @@ def test_kernel_bench_variants_and_probes(host, monkeypatch, capsys):
     for s in ("dec.qkv", "dec.w13", "lm_head"):
         assert rows[("split-layout", s)]["max_rel_vs_first"] < 1e-5
         assert rows[("split-layout+PROBE_NO_X", s)]["max_rel_vs_first"] > 1e-3
+        # the word-slot kernel over the split layout, in each slot width
+        for v in ("q4split_words", "q4split_words+SLOT2", "q4split_words+SLOT4+ROWS8"):
+            assert rows[(v, s)]["max_rel_vs_first"] < 1e-5, (v, s)
 
 
 def test_profile_asr_families_and_attention_sweep(host, monkeypatch, capsys):

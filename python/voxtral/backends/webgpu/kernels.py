@@ -258,10 +258,12 @@ class Kernels:
         self._scratches: dict[str, GPUTensor] = {}
         self.attn_min_split_keys = ATTN_MIN_SPLIT_KEYS  # tests lower it to force many segments
         # "v2" (the default): few-row attention by attention_decode.wgsl where it applies (see
-        # attention()); VOXTRAL_ATTN_DECODE=v1 keeps `attention` for every row count
-        self.attn_decode = os.environ.get(ATTN_DECODE_ENV) or "v2"
+        # attention()); VOXTRAL_ATTN_DECODE=v1 keeps `attention` for every row count, =all also
+        # takes it for 1:1 heads (the streaming encoder step; an A/B switch)
+        mode = os.environ.get(ATTN_DECODE_ENV) or "v2"
+        self.attn_decode = "v2" if mode == "all" else mode
         self.attn_decode_min_split_keys = ATTN_DECODE_MIN_SPLIT_KEYS  # as attn_min_split_keys
-        self.attn_decode_min_gqa = 2  # tests lower it to 1 (the kernel is correct there too)
+        self.attn_decode_min_gqa = 1 if mode == "all" else 2  # (tests lower it too)
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
