@@ -84,31 +84,7 @@ const NEG_BIG: f32 = -3.0e38;  // finite "minus infinity": keeps exp() and max()
 @group(0) @binding(5) var<uniform> ap: AttnParams;
 @group(0) @binding(11) var<storage, read_write> partials: array<f32>;
 
-// Cache rows as vec4s of dims (element e = 4·index + c); the bytes are attention.wgsl's.
-// #if KV_F16
-// #if SHADER_F16
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f16>>;
-fn load_k4(i: u32) -> vec4<f32> { return vec4<f32>(k_cache[i]); }
-fn load_v4(i: u32) -> vec4<f32> { return vec4<f32>(v_cache[i]); }
-// #else
-@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;
-@group(0) @binding(2) var<storage, read> v_cache: array<vec2<u32>>;
-fn load_k4(i: u32) -> vec4<f32> {
-    let w = k_cache[i];
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
-fn load_v4(i: u32) -> vec4<f32> {
-    let w = v_cache[i];
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-}
-// #endif
-// #else
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
-fn load_k4(i: u32) -> vec4<f32> { return k_cache[i]; }
-fn load_v4(i: u32) -> vec4<f32> { return v_cache[i]; }
-// #endif
+// #include kv_load4.wgsl   (bindings 1, 2: load_k4, load_v4)
 
 var<workgroup> team_acc: array<vec4<f32>, TEAMS * SLOTS * TEAM>;  // [team][slot][lane] output dims
 var<workgroup> team_ml: array<vec4<f32>, TEAMS * 2u>;              // [team][max, sum], per slot

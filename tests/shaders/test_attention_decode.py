@@ -36,6 +36,7 @@ def _decode_steps(host, *, kv_dtype, n_heads, n_kv, hd, window, capacity, chunks
     rng = np.random.default_rng(seed)
     k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=use_subgroups)
     k.attn_decode, k.attn_decode_min_gqa = decode, 1
+    k.attn_rows = False  # prefill chunks through `attention` here (attention_rows: test_kernels.py)
     if defines:
         k.extra_defines = frozenset(defines)
     if min_split_keys:

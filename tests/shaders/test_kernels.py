@@ -469,15 +469,18 @@ def attention_ref(q, keys, values, q_pos, k_pos, n_heads, n_kv, hd, window, scal
 
 
 def _attention_steps(host, *, kv_dtype, shader_f16, n_heads, n_kv, hd, window, capacity, chunks,
-                     seed, min_split_keys=None):
+                     seed, min_split_keys=None, attn_rows=True, used=None, subgroups=None,
+                     defines=()):
     """Feed positions 0, 1, ... in chunks of the given row counts through kv_write + attention.
     Each chunk size's dispatch list is built once and re-run with new data for every later chunk
     of that size (as a decode loop does); the step input is one fused [rows, q | k | v] matrix,
     like a QKV projection output, read through column views."""
     rng = np.random.default_rng(seed)
-    k = Kernels(host, use_shader_f16=shader_f16)
+    k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=subgroups)
     if min_split_keys:
         k.attn_min_split_keys = min_split_keys  # many key segments (split-K) and empty ones
+    k.attn_rows = attn_rows
+    k.extra_defines = frozenset(defines)
     width = n_kv * hd
     qkv_w = n_heads * hd + 2 * width
     k_cache = k.kv_cache(capacity, width, kv_dtype)
@@ -519,6 +522,8 @@ def _attention_steps(host, *, kv_dtype, shader_f16, n_heads, n_kv, hd, window, c
         ref = attention_ref(qkv[:, :n_heads * hd], all_kv[held, :width], all_kv[held, width:], pos,
                             k_pos[held], n_heads, n_kv, hd, window, 1.0 / math.sqrt(hd))
         worst = max(worst, max_rel(k.read(out), ref))
+    if used is not None:  # which attention shaders ran
+        used.update(key[0] for key in k._pipelines if key[0].startswith("attention"))
     return worst
 
 
@@ -557,6 +562,39 @@ def test_attention_ring_wraparound(host, kv_dtype, min_split_keys, gqa, hd, chun
     record_error(f"attention ({kv_dtype} kv)", err)
     bound = 5e-6 if kv_dtype == "f32" else 2e-3
     assert err < bound, f"seed={seed} err={err:.3g}"
+
+
+# bounds as above
+@pytest.mark.parametrize("kv_dtype", ["f32", "f16"])
+@pytest.mark.parametrize("subgroups", [True, False], ids=["subgroup", "shared"])
+@pytest.mark.parametrize("gqa,hd,chunks,window,capacity", [
+    (1, 64, [30, 25], 30, 35),            # encoder-like: 1:1 heads, ring smaller than the clip
+    (1, 32, [37], 500, 600),              # whole clip inside the window, rows not a multiple of 16
+    (4, 128, [39, 1, 1], 8192, 8200),     # a decoder prompt, then decode steps
+    (2, 96, [20], 16, 40),                # head_dim not a multiple of 32: `attention` instead
+])
+def test_attention_rows_many_query_rows(host, kv_dtype, subgroups, gqa, hd, chunks, window, capacity,
+                                        record_error):
+    """attention_rows.wgsl (16 query rows of a head per workgroup) against the float64 reference,
+    and the same cases through `attention` (VOXTRAL_ATTN_ROWS=0); with subgroups off, or a head_dim
+    it does not take, `attention` runs."""
+    if subgroups and not host.has_subgroups:
+        pytest.skip("adapter has no subgroups")
+    seed = seed_of("attn_rows", kv_dtype, subgroups, gqa, hd, chunks, window, capacity)
+    bound = 5e-6 if kv_dtype == "f32" else 2e-3
+    for rows_kernel in (True, False):
+        used: set = set()
+        err = _attention_steps(host, kv_dtype=kv_dtype, shader_f16=False, n_heads=2 * gqa, n_kv=2,
+                               hd=hd, window=window, capacity=capacity, chunks=chunks, seed=seed,
+                               attn_rows=rows_kernel, used=used, subgroups=subgroups)
+        record_error(f"attention ({kv_dtype} kv)", err)
+        assert err < bound, f"seed={seed} rows_kernel={rows_kernel} err={err:.3g}"
+        assert ("attention_rows.wgsl" in used) == (rows_kernel and subgroups and hd % 32 == 0), used
+    if subgroups and hd % 32 == 0:  # the team sums through workgroup memory (subgroups < 8 lanes)
+        err = _attention_steps(host, kv_dtype=kv_dtype, shader_f16=False, n_heads=2 * gqa, n_kv=2,
+                               hd=hd, window=window, capacity=capacity, chunks=chunks, seed=seed,
+                               defines=("TEAM_SUMS_IN_MEMORY",))
+        assert err < bound, f"seed={seed} (sums in memory) err={err:.3g}"
 
 
 def test_kv_write_f16_bytes_match_numpy(host):

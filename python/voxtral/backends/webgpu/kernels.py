@@ -51,6 +51,8 @@ ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
 # keys 38.0/28.0 (old kernel: 14.1, 20.1, 38.3, 84.8); 512 (64 segments) gained < 1 us at 8192
 # keys and lost 3.5 us at 300.
 ATTN_DECODE_ENV = "VOXTRAL_ATTN_DECODE"
+ATTN_ROWS_ENV = "VOXTRAL_ATTN_ROWS"
+ATTN_ROWS_PER_GROUP = 16          # attention_rows.wgsl R
 ATTN_DECODE_MAX_ROWS = 4          # query rows handed to attention_decode (decode, streaming chunks)
 ATTN_DECODE_TARGET_GROUPS = 256
 ATTN_DECODE_MIN_SPLIT_KEYS = 16   # one iteration of the 4 teams (B = 4) at head_dim 128
@@ -264,6 +266,8 @@ class Kernels:
         self.attn_decode = "v2" if mode == "all" else mode
         self.attn_decode_min_split_keys = ATTN_DECODE_MIN_SPLIT_KEYS  # as attn_min_split_keys
         self.attn_decode_min_gqa = 1 if mode == "all" else 2  # (tests lower it too)
+        # attention_rows.wgsl for many query rows (the offline encoder, prompts); see attention()
+        self.attn_rows = os.environ.get(ATTN_ROWS_ENV, "1") != "0"
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
@@ -718,6 +722,14 @@ class Kernels:
         _require(m <= self.max_groups_per_dim, "attention: too many query rows for one dispatch")
         scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
         flags = self._kv_flags(k_cache, v_cache)
+        if self.uses_attention_rows(m, head_dim):
+            # one workgroup per (head, 16 query rows), no key segments: one dispatch
+            pipeline = self._pipeline("attention_rows.wgsl", "main", flags)
+            params = self._uniform(m, n_heads, n_kv_heads, head_dim, window, capacity, q.offset,
+                                   q.row_stride, positions.offset, out.row_stride, scale, 1, 0)
+            group = self._bind(pipeline, {0: q, 1: k_cache, 2: v_cache, 3: positions, 4: out, 5: params})
+            self._append(seq, pipeline, group, n_heads, -(-m // ATTN_ROWS_PER_GROUP))
+            return
         if self.uses_attention_decode(m, n_heads // n_kv_heads):
             # a workgroup per (kv head, block of <= 4 of its query heads, row, segment)
             groups_x = n_kv_heads * -(-(n_heads // n_kv_heads) // 4)
@@ -741,6 +753,14 @@ class Kernels:
         group = self._bind(first, {0: q, 1: k_cache, 2: v_cache, 3: positions, 5: params, 11: partials})
         self._append(seq, first, group, groups_x, m, splits)
         self._append(seq, second, self._bind(second, {4: out, 5: params, 11: partials}), n_heads, m)
+
+    def uses_attention_rows(self, rows: int, head_dim: int) -> bool:
+        """Whether attention() of `rows` query rows runs attention_rows.wgsl (16 rows of a head per
+        workgroup sharing every K/V row load): on (attn_rows, VOXTRAL_ATTN_ROWS=0: off), subgroups
+        in use, more rows than attention_decode takes, head_dim a multiple of 32 (<= 128). Its
+        output equals `attention`'s up to f32 rounding (another summation order)."""
+        return (self.attn_rows and self.use_subgroups and rows > ATTN_DECODE_MAX_ROWS
+                and head_dim % 32 == 0)
 
     def uses_attention_decode(self, rows: int, gqa: int = 4) -> bool:
         """Whether attention() of `rows` query rows runs attention_decode.wgsl: not switched off
