@@ -12,6 +12,12 @@
 //   out    array<vec4<f32>>  [M, D], D % 32 == 0
 // Bindings (group 0): 0 table, 1 ids, 2 out, 3 params (uniform)
 // One invocation per (row m, Q4 block b): 32 outputs. Dispatch (ceil(D/32/64), M), 64 per group.
+//
+// gather_f32: out[m] = src[ids[ids_offset + m]] for rows of an f32 matrix (binding 4, rows of
+// src_stride vec4s from vec4 src_offset; binding 3 holds GatherParams). The decode step's audio
+// row: its index is a u32 the host writes per step, so the step's bind group never changes (a
+// per-row view would need a new uniform and bind group every token: ~0.3 ms each through wgpu-py).
+// One invocation per vec4; dispatch (ceil(D/4/64), M).
 
 struct Params {
     M: u32,
@@ -30,6 +36,30 @@ const BLOCK_BYTES: u32 = 18u;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
+
+struct GatherParams {
+    M: u32,
+    D4: u32,           // vec4s per row
+    src_offset4: u32,  // first vec4 of src row 0
+    src_stride4: u32,  // vec4s between src rows
+    ids_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+@group(0) @binding(3) var<uniform> gp: GatherParams;
+@group(0) @binding(4) var<storage, read> src: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn gather_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let c = wid.x * 64u + li;
+    let m = wid.y;
+    if (c >= gp.D4) {
+        return;
+    }
+    let r = ids[gp.ids_offset + m];
+    out[m * gp.D4 + c] = src[gp.src_offset4 + r * gp.src_stride4 + c];
+}
 
 fn q4_scale(g: u32) -> f32 {
     let byte = g * BLOCK_BYTES;

@@ -795,6 +795,24 @@ def test_embedding_gather_from_split_q4_table(host, accumulate):
     assert np.array_equal(k.read(out), ref), f"seed={seed}"
 
 
+def test_gather_rows_f32_by_device_index(k):
+    """gather_rows: out[m] = src[ids[m]] from a row view of a wider f32 matrix; the same dispatch
+    re-run with new indices written to the ids buffer picks the new rows."""
+    rng = np.random.default_rng(seed_of("gather_rows"))
+    full = rng.standard_normal((23, 8 + 96)).astype(np.float32)
+    src = k.tensor(full).view_cols(8, 8 + 96).view_rows(3, 23)  # [20, 96] at an offset
+    ids, out = k.empty((3,), "u32"), k.empty((3, 96))
+    seq = []
+    k.gather_rows(seq, src, ids, out)
+    for pick in ([0, 19, 7], [5, 5, 18]):
+        k.write(ids, np.asarray(pick, np.uint32))
+        k.fill_bits(out, NAN_BITS)
+        k.run(seq)
+        assert np.array_equal(k.read(out), full[3:, 8:][pick])
+    with pytest.raises(ValueError, match="multiples of 4"):
+        k.gather_rows([], k.tensor(full).view_cols(1, 97), ids, out)
+
+
 # ----------------------------------------------------------------------------- argmax
 @pytest.mark.parametrize("rows,n", [(1, 131072), (3, 5000), (2, 4096), (1, 7)])
 def test_argmax_ties_lowest_index(k, rows, n):

@@ -123,9 +123,13 @@ def test_decode_is_one_submit_per_step(ops, tiny):
     for p in range(n + 1, emb.shape[0]):
         if s.done:
             break
-        s.feed(ops.rows(emb, p, p + 1))
+        s.feed(emb.view_rows(p, p + 1))  # a view: no copy of its own
         steps += 1
+        if steps == 1:  # (the first step from this buffer binds it once)
+            objects = (len(ops.k._bind_groups), len(ops.k._uniforms))
     assert steps > 3 and ops.submits - before == steps
+    # ... and creates no GPU object: the audio row's index goes through a buffer
+    assert (len(ops.k._bind_groups), len(ops.k._uniforms)) == objects
     # The step's fusions: per layer the QKV matvec also does RoPE and the cache write (ROPE_KV);
     # the two pre-norms ride on the QKV and gate/up matvecs, the SwiGLU too; only the final
     # norm before the LM head is its own dispatch.

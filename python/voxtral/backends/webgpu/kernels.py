@@ -855,6 +855,21 @@ class Kernels:
             group = self._bind(pipeline, {0: block.buffer, 1: ids, 2: out, 3: params})
             self._append(seq, pipeline, group, -(-table.cols // Q4_BLOCK // 64), m)
 
+    def gather_rows(self, seq, src: GPUTensor, ids: GPUTensor, out: GPUTensor) -> None:
+        """out[m] = src[ids[m]] for an f32 matrix src [N, D] (a view whose offset and row stride
+        are multiples of 4) and u32 ids; out [M, D] contiguous. The bind group depends on the
+        buffers only, not on the rows picked."""
+        m, d = out.rows, out.cols
+        _require(src.dtype == "f32" and out.dtype == "f32" and src.cols == d and out.contiguous,
+                 "gather_rows: f32 src [N, D] and contiguous out [M, D]")
+        _require(d % 4 == 0 and src.offset % 4 == 0 and src.row_stride % 4 == 0 and out.offset == 0,
+                 "gather_rows: D, src offset and row stride multiples of 4; out from element 0")
+        _require(ids.dtype in ("u32", "i32") and ids.size >= m, f"gather_rows: needs {m} u32 ids")
+        pipeline = self._pipeline("embedding.wgsl", "gather_f32")
+        params = self._uniform(m, d // 4, src.offset // 4, src.row_stride // 4, ids.offset)
+        group = self._bind(pipeline, {1: ids, 2: out, 3: params, 4: src})
+        self._append(seq, pipeline, group, -(-d // 4 // 64), m)
+
     # -------------------------------------------------------------------------- argmax
     def argmax(self, seq, x: GPUTensor, out_ids: GPUTensor) -> None:
         """out_ids[m] = argmax of row m of x (lowest index on ties); out_ids may be a view, e.g.

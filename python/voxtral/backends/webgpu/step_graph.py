@@ -11,8 +11,9 @@ model code (`ASRDecoder.__call__` on `WebGPUOps`) with those three as fixed GPU 
   pos     [1] u32   the absolute position, read by RoPE, the KV-ring writes and attention
 
 and every intermediate buffer of the recording is kept (so the pool never hands it to anyone
-else). A step is then: write 4 bytes of position, one copy dispatch for the audio row, the
-recorded dispatch list, one 4-byte copy of `tok` into a mappable buffer — a single submit.
+else). A step is then: write 4 bytes of position and 4 of audio row index, one gather dispatch for
+the audio row, the recorded dispatch list, one 4-byte copy of `tok` into a mappable buffer — a
+single submit, with no new GPU object per step.
 
 The streaming encoder step (8 mel frames of an 80 ms piece -> 4 encoder frames) is the same kind of
 work: `EncoderStepGraph` records it with the mel rows, the 4 positions and the two conv states as
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import GPUTensor
 from .ops import DeviceArray, WebGPUOps
 
 
@@ -33,6 +35,7 @@ class DecodeStepGraph:
         self.x_audio = ops._alloc((1, dim))
         self.tok = ops._alloc((1,), "u32")
         self.pos = ops._alloc((1,), "u32", for_upload=True)
+        self.row = ops._alloc((1,), "u32", for_upload=True)  # the audio row the next step reads
         ops.flush()
         ops.begin_capture(self.pos)
         x = ops.add(self.x_audio, decoder.embed(ops, self.tok))  # [1, dim]
@@ -54,7 +57,17 @@ class DecodeStepGraph:
         """Record step `position` with audio embedding `audio_rows[row]`, submit it, and return
         the readback handle of its token."""
         ops = self.ops
-        ops.k.copy(ops.seq, audio_rows.view_rows(row, row + 1), self.x_audio)
+        stride = audio_rows.row_stride
+        first, col = divmod(audio_rows.offset, stride)
+        if col % 4 == 0 and stride % 4 == 0:
+            # The row index goes through a buffer, counted from the buffer's first row: the same
+            # uniform and bind group every step, whichever view of the buffer the rows come in (a
+            # view of row `row` would be a new uniform and bind group per token, ~0.3 ms natively).
+            whole = GPUTensor(audio_rows.buffer, (first + audio_rows.rows, audio_rows.cols), "f32", col, stride)
+            ops.k.write(self.row, np.asarray([first + row], np.uint32))
+            ops.k.gather_rows(ops.seq, whole, self.row, self.x_audio)
+        else:
+            ops.k.copy(ops.seq, audio_rows.view_rows(row, row + 1), self.x_audio)
         handle_src = self.tok
         # The position is written before this submit and after the previous one, so the previous
         # step (already submitted) still saw its own position.
