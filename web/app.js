@@ -7,7 +7,7 @@
 // WebGPU kernels off subgroup operations.
 // For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
 //
-// Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS] or
+// Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS][&kernels=attn_rows=0] or
 // ?bench=tts&preset=tiny|full&frames=50: once the runtime is up, the worker runs `voxtral bench
 // asr`'s (or `bench tts`'s) passes on a random model built in Python, the page shows the JSON and
 // POSTs it to /result (where a benchmark driver such as gpu-browser's run_page.py collects it;
@@ -738,8 +738,9 @@ function startBench(ready) {
   }
   const seconds = Number(params.get('seconds') || 16);
   const bandwidth = params.get('bandwidth') ? Number(params.get('bandwidth')) : null;
+  const kernels = params.get('kernels');  // A/B switches, e.g. attn_rows=0,attn_decode=v1
   showBench(`running: ASR benchmark, ${preset} model, ${seconds} s clip, ${ready.backendLabel} ...`, 'running');
-  worker.postMessage({ type: 'bench', kind: 'asr', preset, seconds, bandwidth });
+  worker.postMessage({ type: 'bench', kind: 'asr', preset, seconds, bandwidth, kernels });
 }
 
 function finishBench(result) {

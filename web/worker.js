@@ -318,7 +318,8 @@ self.onmessage = (e) => {
         const t0 = now();
         const r = JSON.parse(msg.kind === 'tts'
           ? await pyCall(session.bench_tts, msg.preset, msg.frames, backendName)
-          : await pyCall(session.bench_asr, msg.preset, msg.seconds, backendName, msg.bandwidth || null));
+          : await pyCall(session.bench_asr, msg.preset, msg.seconds, backendName, msg.bandwidth || null,
+                         msg.kernels || null));
         r.wall_s = Math.round(now() - t0) / 1000;
         r.wasm_heap_mb = Math.round(pyodide._module.HEAPU8.length / 2 ** 20);  // Python's memory (peak: it never shrinks)
         post({ type: 'benchResult', result: r });

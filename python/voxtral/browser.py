@@ -160,16 +160,22 @@ class Session:
                            "tokenizer": self.pipe.tokenizer.backend})
 
     def bench_asr(self, preset: str = "tiny", seconds: float = 16.0, backend: str = "numpy",
-                  bandwidth_gbs: float | None = None) -> str:
+                  bandwidth_gbs: float | None = None, kernels: str | None = None) -> str:
         """The page's benchmark mode: `voxtral bench asr`'s passes (voxtral.asr_bench) on a random
         model of the preset's size built here in memory, on this page's backend. Returns JSON with
-        the same fields as the CLI's (the memory figures are the worker's to add)."""
+        the same fields as the CLI's (the memory figures are the worker's to add). kernels: A/B
+        switches of the WebGPU kernels as "name=value,...": attn_rows=0|1, attn_decode=v1|v2 (the
+        page's counterpart of VOXTRAL_ATTN_ROWS / VOXTRAL_ATTN_DECODE)."""
         from voxtral.asr_bench import add_roofline, bench_model, time_asr
         from voxtral.backends import NumpyOps
 
         self.pipe, self.live = None, None  # a loaded model's memory first
         t0 = time.perf_counter()
         ops = self._make_ops(backend) or NumpyOps()
+        switches = _kernel_switches(kernels)
+        if switches and hasattr(ops, "k"):
+            for name, value in switches.items():
+                setattr(ops.k, name, value)
         cfg, weights = bench_model(ops, preset)  # on WebGPU straight to the GPU, tensor by tensor
         build_s = time.perf_counter() - t0
         r = time_asr(ops, cfg, weights, float(seconds))
@@ -179,6 +185,8 @@ class Session:
         add_roofline(r, getattr(host, "adapter_name", "cpu (numpy in Pyodide)"), bandwidth_gbs)
         r["gpu_allocated_mb"] = round(getattr(host, "allocated_bytes", 0) / 2**20, 1) if host else None
         r["submits"] = getattr(ops, "submits", None)
+        if switches:
+            r["kernels"] = switches
         return json.dumps(r)
 
     def bench_tts(self, preset: str = "tiny", frames: int = 50, backend: str = "numpy") -> str:
@@ -250,3 +258,18 @@ class Session:
         d = json.loads(result_json(tr))
         d["tail"] = tail
         return json.dumps(d, ensure_ascii=False)
+
+
+def _kernel_switches(spec: str | None) -> dict:
+    """{"attn_rows": bool, "attn_decode": str} from "attn_rows=0,attn_decode=v1" (the page's
+    ?kernels= parameter); anything else is refused."""
+    out: dict = {}
+    for part in (p.strip() for p in (spec or "").split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        if name == "attn_rows" and value in ("0", "1"):
+            out[name] = value == "1"
+        elif name == "attn_decode" and value in ("v1", "v2"):
+            out[name] = value
+        else:
+            raise VoxtralError(f"unknown kernel switch {part!r} (known: attn_rows=0|1, attn_decode=v1|v2)")
+    return out

@@ -110,3 +110,14 @@ def test_tts_bench_mode_equals_the_cli():
     for key in ("load_s", "prefill_ms", "backbone_ms_per_frame", "fm_ms_per_frame", "codec_ms_per_frame",
                 "frames_per_s", "rtf"):
         assert r[key] > 0, key
+
+
+def test_bench_kernel_switches_parsed_and_refused():
+    """The benchmark page's ?kernels= A/B switches: known names and values only."""
+    from voxtral.browser import _kernel_switches
+    from voxtral.errors import VoxtralError
+    assert _kernel_switches(None) == {} and _kernel_switches("") == {}
+    assert _kernel_switches("attn_rows=0, attn_decode=v1") == {"attn_rows": False, "attn_decode": "v1"}
+    for bad in ("attn_rows=2", "shader_checks=none", "attn_decode"):
+        with pytest.raises(VoxtralError, match="unknown kernel switch"):
+            _kernel_switches(bad)
