@@ -38,24 +38,7 @@
 //   Bindings: 3 positions, 6 k_new, 7 v_new, 8 k_cache (rw), 9 v_cache (rw), 10 params.
 //   One invocation per pair of elements; 256 per workgroup; 2-D grid linearised with groups_x.
 
-struct AttnParams {
-    rows: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    window: u32,
-    capacity: u32,
-    q_offset: u32,
-    q_stride: u32,
-    pos_offset: u32,
-    out_stride: u32,
-    scale: f32,
-    splits: u32,      // key segments per query
-    split_keys: u32,  // upper bound of keys per segment (the kernel splits the actual keys evenly)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// #include attn_params.wgsl   (AttnParams)
 
 struct RopeKvParams {
     rows: u32,

@@ -42,24 +42,7 @@
 // sum); the combine: 4 out (f32 [rows, out_stride]), 5 params, 11 partials.
 // Dispatch (n_kv_heads · ceil(gqa / 4), rows, splits); head_dim <= 128, head_dim % 4 == 0.
 
-struct AttnParams {   // attention.wgsl's AttnParams (the host fills both from one call)
-    rows: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    window: u32,
-    capacity: u32,
-    q_offset: u32,
-    q_stride: u32,
-    pos_offset: u32,
-    out_stride: u32,
-    scale: f32,
-    splits: u32,
-    split_keys: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// #include attn_params.wgsl   (AttnParams)
 
 const TEAM: u32 = 32u;    // lanes of a team; a key row is at most 32 vec4s (head_dim <= 128)
 const TEAMS: u32 = 4u;    // teams per workgroup

@@ -23,24 +23,7 @@
 // 2 v_cache, 3 positions (u32), 4 out (f32 [rows, out_stride]), 5 params.
 // Dispatch (n_heads, ceil(rows / R), 1).
 
-struct AttnParams {   // attention.wgsl's AttnParams (splits / split_keys unused here)
-    rows: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    window: u32,
-    capacity: u32,
-    q_offset: u32,
-    q_stride: u32,
-    pos_offset: u32,
-    out_stride: u32,
-    scale: f32,
-    splits: u32,
-    split_keys: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// #include attn_params.wgsl   (AttnParams)
 
 const R: u32 = 16u;        // query rows per workgroup (teams)
 const TEAM: u32 = 8u;      // lanes per row

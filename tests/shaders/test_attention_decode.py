@@ -8,14 +8,13 @@ apart and workgroup memory for 8 and 16 (a 32-lane device only shuffles).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 
 from voxtral.backends.webgpu import Kernels
 from kernel_helpers import max_rel, seed_of
-from test_kernels import ALL_ONES, NAN_BITS, attention_ref
+from test_kernels import NAN_BITS, attention_chunks
 
 # bounds as test_kernels.py's attention tests: f32 cache 5e-6 normwise; f16 cache 2e-3
 BOUND = {"f32": 5e-6, "f16": 2e-3}
@@ -29,11 +28,8 @@ def _entries(k: Kernels, seq: list) -> list[str]:
 def _decode_steps(host, *, kv_dtype, n_heads, n_kv, hd, window, capacity, chunks, seed,
                   shader_f16=False, min_split_keys=None, decode="v2", use_subgroups=None,
                   defines=()):
-    """Feed positions 0, 1, ... in chunks of the given row counts through kv_write + attention
-    (each chunk size's dispatch list built once and re-run, as a decode loop does; q/k/v are
-    column views of one fused [rows, q | k | v] matrix). Returns (worst normwise error over the
-    chunks, {rows: attention entry points of that chunk size's list})."""
-    rng = np.random.default_rng(seed)
+    """test_kernels.attention_chunks with the decode kernel's switches. Returns (worst normwise
+    error over the chunks, {rows: attention entry points of that chunk size's list})."""
     k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=use_subgroups)
     k.attn_decode, k.attn_decode_min_gqa = decode, 1
     k.attn_rows = False  # prefill chunks through `attention` here (attention_rows: test_kernels.py)
@@ -42,48 +38,9 @@ def _decode_steps(host, *, kv_dtype, n_heads, n_kv, hd, window, capacity, chunks
     if min_split_keys:
         k.attn_min_split_keys = min_split_keys
         k.attn_decode_min_split_keys = min_split_keys  # many segments, empty ones included
-    width = n_kv * hd
-    qkv_w = n_heads * hd + 2 * width
-    k_cache = k.kv_cache(capacity, width, kv_dtype)
-    v_cache = k.kv_cache(capacity, width, kv_dtype)
-    k.fill_bits(k_cache, ALL_ONES)  # NaN: a slot read before it is written poisons the output
-    k.fill_bits(v_cache, ALL_ONES)
-    steps = {}
-
-    def step_for(rows):
-        if rows not in steps:
-            g_qkv, g_pos = k.empty((rows, qkv_w)), k.empty((rows,), "u32")
-            out = k.empty((rows, n_heads * hd))
-            seq: list = []
-            k.kv_write(seq, g_qkv.view_cols(n_heads * hd, n_heads * hd + width),
-                       g_qkv.view_cols(n_heads * hd + width, qkv_w), g_pos, k_cache, v_cache)
-            k.attention(seq, g_qkv.view_cols(0, n_heads * hd), k_cache, v_cache, g_pos, out,
-                        n_heads, n_kv, hd, window)
-            steps[rows] = (seq, g_qkv, g_pos, out)
-        return steps[rows]
-
-    all_kv = np.zeros((0, 2 * width))
-    worst = 0.0
-    rounding = np.float16 if kv_dtype == "f16" else np.float32
-    start = 0
-    for rows in chunks:
-        seq, g_qkv, g_pos, out = step_for(rows)
-        pos = np.arange(start, start + rows, dtype=np.int64)
-        start += rows
-        qkv = rng.standard_normal((rows, qkv_w)).astype(np.float32)
-        qkv[:, n_heads * hd:] *= 2.0  # sharper softmax
-        k.write(g_qkv, qkv)
-        k.write(g_pos, pos)
-        k.fill_bits(out, NAN_BITS)
-        k.run(seq)
-        all_kv = np.concatenate([all_kv, qkv[:, n_heads * hd:].astype(rounding).astype(np.float64)])
-        k_pos = np.arange(len(all_kv))
-        held = k_pos > pos[-1] - capacity  # what the ring still holds
-        ref = attention_ref(qkv[:, :n_heads * hd], all_kv[held, :width], all_kv[held, width:], pos,
-                            k_pos[held], n_heads, n_kv, hd, window, 1.0 / math.sqrt(hd))
-        worst = max(worst, max_rel(k.read(out), ref))
-    used = {rows: [e for e in _entries(k, s[0]) if e.startswith("attention")]
-            for rows, s in steps.items()}
+    worst, seqs = attention_chunks(k, kv_dtype=kv_dtype, n_heads=n_heads, n_kv=n_kv, hd=hd,
+                                   window=window, capacity=capacity, chunks=chunks, seed=seed)
+    used = {rows: [e for e in _entries(k, seq) if e.startswith("attention")] for rows, seq in seqs.items()}
     return worst, used
 
 

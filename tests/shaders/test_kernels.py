@@ -468,19 +468,14 @@ def attention_ref(q, keys, values, q_pos, k_pos, n_heads, n_kv, hd, window, scal
     return out
 
 
-def _attention_steps(host, *, kv_dtype, shader_f16, n_heads, n_kv, hd, window, capacity, chunks,
-                     seed, min_split_keys=None, attn_rows=True, used=None, subgroups=None,
-                     defines=()):
-    """Feed positions 0, 1, ... in chunks of the given row counts through kv_write + attention.
-    Each chunk size's dispatch list is built once and re-run with new data for every later chunk
-    of that size (as a decode loop does); the step input is one fused [rows, q | k | v] matrix,
-    like a QKV projection output, read through column views."""
+def attention_chunks(k: Kernels, *, kv_dtype, n_heads, n_kv, hd, window, capacity, chunks, seed):
+    """Feed positions 0, 1, ... in chunks of the given row counts through kv_write + attention on
+    a configured Kernels k. Each chunk size's dispatch list is built once and re-run with new data
+    for every later chunk of that size (as a decode loop does); the step input is one fused
+    [rows, q | k | v] matrix, like a QKV projection output, read through column views; the rings
+    start as NaN (a slot read before it is written poisons the output). Returns (worst normwise
+    error over the chunks against the float64 reference, {rows: that chunk size's dispatches})."""
     rng = np.random.default_rng(seed)
-    k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=subgroups)
-    if min_split_keys:
-        k.attn_min_split_keys = min_split_keys  # many key segments (split-K) and empty ones
-    k.attn_rows = attn_rows
-    k.extra_defines = frozenset(defines)
     width = n_kv * hd
     qkv_w = n_heads * hd + 2 * width
     k_cache = k.kv_cache(capacity, width, kv_dtype)
@@ -522,6 +517,21 @@ def _attention_steps(host, *, kv_dtype, shader_f16, n_heads, n_kv, hd, window, c
         ref = attention_ref(qkv[:, :n_heads * hd], all_kv[held, :width], all_kv[held, width:], pos,
                             k_pos[held], n_heads, n_kv, hd, window, 1.0 / math.sqrt(hd))
         worst = max(worst, max_rel(k.read(out), ref))
+    return worst, {rows: s[0] for rows, s in steps.items()}
+
+
+def _attention_steps(host, *, kv_dtype, shader_f16, n_heads, n_kv, hd, window, capacity, chunks,
+                     seed, min_split_keys=None, attn_rows=True, used=None, subgroups=None,
+                     defines=()):
+    """attention_chunks on a Kernels with these switches; `used` collects the attention shaders
+    that ran. Returns the worst error."""
+    k = Kernels(host, use_shader_f16=shader_f16, use_subgroups=subgroups)
+    if min_split_keys:
+        k.attn_min_split_keys = min_split_keys  # many key segments (split-K) and empty ones
+    k.attn_rows = attn_rows
+    k.extra_defines = frozenset(defines)
+    worst, _ = attention_chunks(k, kv_dtype=kv_dtype, n_heads=n_heads, n_kv=n_kv, hd=hd, window=window,
+                                capacity=capacity, chunks=chunks, seed=seed)
     if used is not None:  # which attention shaders ran
         used.update(key[0] for key in k._pipelines if key[0].startswith("attention"))
     return worst
