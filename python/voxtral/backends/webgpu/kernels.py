@@ -43,8 +43,9 @@ MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
-# attention_decode.wgsl (the default; VOXTRAL_ATTN_DECODE=v1: off): a workgroup serves up to 4 query heads of one kv
-# head, so the decoder's decode step has 8 workgroups per key segment where `attention` has 32.
+# attention_decode.wgsl (the default; VOXTRAL_ATTN_DECODE=v1: off): a workgroup serves up to 4
+# query heads of one kv head, so the decoder's decode step has 8 workgroups per key segment where
+# `attention` has 32.
 # More segments: shorter serial key walks, but a longer combine (its cost grows with the segment
 # count). H100, decoder shapes, f16 cache, one row, attention + combine per layer (us), target 128
 # (16 segments) / 256 (32): 300 keys 10.1/10.1, 1000 keys 11.8/11.3, 3000 keys 19.3/16.1, 8192
@@ -764,8 +765,8 @@ class Kernels:
 
     def uses_attention_decode(self, rows: int, gqa: int = 4) -> bool:
         """Whether attention() of `rows` query rows runs attention_decode.wgsl: not switched off
-        (attn_decode == "v2", the default), subgroups in use (its butterflies need them; any subgroup size
-        works), and few rows (prefill keeps `attention`, whose 128 lanes score 128 keys at once).
+        (attn_decode == "v2", the default), subgroups in use (its butterflies need them; any
+        subgroup size works), and few rows (more go to attention_rows.wgsl or `attention`).
         The output equals `attention`'s up to f32 rounding (the sums run in another order).
         Only with >= attn_decode_min_gqa (2) query heads per kv head: with 1:1 heads (the
         encoder's streaming step) 3 of its 4 score slots idle, and that case was not timed."""
