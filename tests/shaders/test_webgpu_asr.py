@@ -93,6 +93,44 @@ def test_next_session_reuses_caches_and_recorded_step(ops, tiny):
     assert a._state is not b._state and a.caches[0] is not b.caches[0]
 
 
+def test_file_decodes_several_steps_per_submit_and_stops_at_eos(ops, tiny):
+    """A file's rows decode STEPS_PER_SUBMIT replayed steps per submit (positions and audio rows
+    advanced on the GPU): the same tokens as one step per submit, and an EOS in the middle of a
+    submit ends the result there (the submit's later steps and the next submit are discarded)."""
+    from voxtral.backends.webgpu.step_graph import STEPS_PER_SUBMIT
+    from voxtral.models.asr.transcribe import DecoderSession
+    cfg, w = tiny
+    model = ASRModel(cfg, w, ops)
+    emb = model.audio_embeddings(_mel(cfg, 3.0, SEED + 30))
+    delay = model.delay_tokens()
+    n = len(DecoderSession(model, delay).prompt)
+
+    def run(eos_id, one_per_submit=False):
+        s = DecoderSession(model, delay, eos_id=eos_id)
+        s.feed(ops.rows(emb, 0, n + 1))  # prefill + the first (recording) step
+        before = ops.submits
+        if one_per_submit:
+            for p in range(n + 1, emb.shape[0]):
+                s.feed(emb.view_rows(p, p + 1))
+        else:
+            s.feed(emb.view_rows(n + 1, emb.shape[0]))
+        return s.result, ops.submits - before
+
+    single, submits_single = run(-1, one_per_submit=True)
+    batched, submits_batched = run(-1)
+    steps = emb.shape[0] - n - 1
+    assert batched.tokens == single.tokens and batched.positions == single.positions
+    assert submits_single == steps and submits_batched == -(-steps // STEPS_PER_SUBMIT)
+    # An EOS inside a submit: a token first decided by a batched step that is not its submit's
+    # first. tokens[-steps:] are the batched steps' tokens (every step decides one here).
+    toks = single.tokens
+    first_batched = len(toks) - steps
+    k = next(i for i in range(first_batched, len(toks))
+             if (i - first_batched) % STEPS_PER_SUBMIT != 0 and toks[i] not in toks[:i])
+    stopped, _ = run(toks[k])
+    assert stopped.eos and stopped.tokens == toks[:k]
+
+
 def test_streaming_tokens_equal_numpy(ops, tiny):
     cfg, w = tiny
     mel = _mel(cfg, 2.5, SEED + 1)

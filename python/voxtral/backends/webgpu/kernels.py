@@ -871,6 +871,16 @@ class Kernels:
         group = self._bind(pipeline, {1: ids, 2: out, 3: params, 4: src})
         self._append(seq, pipeline, group, -(-d // 4 // 64), m)
 
+    def decode_advance(self, seq, pos: GPUTensor, row: GPUTensor, tok: GPUTensor, hist: GPUTensor,
+                       ctr: GPUTensor) -> None:
+        """hist[ctr] = tok; ctr += 1; pos += 1; row += 1 (u32 scalars on the GPU): the end of a
+        decode step when several go in one submit (decode_advance.wgsl)."""
+        for t in (pos, row, tok, ctr):
+            _require(t.dtype in ("u32", "i32") and t.size >= 1 and t.offset == 0, "decode_advance: u32 scalars")
+        _require(hist.dtype in ("u32", "i32") and hist.offset == 0, "decode_advance: u32 history")
+        pipeline = self._pipeline("decode_advance.wgsl", "main")
+        self._append(seq, pipeline, self._bind(pipeline, {0: pos, 1: row, 2: tok, 3: hist, 4: ctr}), 1)
+
     # -------------------------------------------------------------------------- argmax
     def argmax(self, seq, x: GPUTensor, out_ids: GPUTensor) -> None:
         """out_ids[m] = argmax of row m of x (lowest index on ties); out_ids may be a view, e.g.

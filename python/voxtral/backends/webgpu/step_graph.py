@@ -11,9 +11,10 @@ model code (`ASRDecoder.__call__` on `WebGPUOps`) with those three as fixed GPU 
   pos     [1] u32   the absolute position, read by RoPE, the KV-ring writes and attention
 
 and every intermediate buffer of the recording is kept (so the pool never hands it to anyone
-else). A step is then: write 4 bytes of position and 4 of audio row index, one gather dispatch for
-the audio row, the recorded dispatch list, one 4-byte copy of `tok` into a mappable buffer — a
-single submit, with no new GPU object per step.
+else). A submit is then up to STEPS_PER_SUBMIT steps: write the first position and audio row index,
+and per step one gather dispatch for the audio row, the recorded dispatch list and decode_advance
+(the token kept in a small history, position and row moved on by the GPU); then one copy of the
+history into a mappable buffer — no new GPU object per step, one host wait per submit.
 
 The streaming encoder step (8 mel frames of an 80 ms piece -> 4 encoder frames) is the same kind of
 work: `EncoderStepGraph` records it with the mel rows, the 4 positions and the two conv states as
@@ -27,6 +28,10 @@ import numpy as np
 from .kernels import GPUTensor
 from .ops import DeviceArray, WebGPUOps
 
+# Decode steps per submit for a file (DecodeStepGraph.steps): enough to hide the per-submit cost
+# and the readback's round trip (one per submit), few enough that an EOS wastes little.
+STEPS_PER_SUBMIT = 8
+
 
 class DecodeStepGraph:
     def __init__(self, ops: WebGPUOps, decoder, caches, scales):
@@ -36,6 +41,8 @@ class DecodeStepGraph:
         self.tok = ops._alloc((1,), "u32")
         self.pos = ops._alloc((1,), "u32", for_upload=True)
         self.row = ops._alloc((1,), "u32", for_upload=True)  # the audio row the next step reads
+        self.hist = ops._alloc((STEPS_PER_SUBMIT,), "u32")  # the tokens of one submit's steps
+        self.ctr = ops._alloc((1,), "u32", for_upload=True)  # steps done in this submit
         ops.flush()
         ops.begin_capture(self.pos)
         x = ops.add(self.x_audio, decoder.embed(ops, self.tok))  # [1, dim]
@@ -45,6 +52,8 @@ class DecodeStepGraph:
         self.dispatches, self.keep = ops.end_capture()
         self.keep += [x, h, logits]
 
+    steps_per_submit = STEPS_PER_SUBMIT
+
     def set_token(self, token_ref) -> None:
         """Seed `tok` with a token held on the device (the prefill's argmax) or on the host."""
         if isinstance(token_ref, DeviceArray):
@@ -53,29 +62,37 @@ class DecodeStepGraph:
             self.ops.flush()
             self.ops.k.write(self.tok, np.asarray(token_ref, np.uint32).reshape(1))
 
-    def step(self, audio_rows, row: int, position: int):
-        """Record step `position` with audio embedding `audio_rows[row]`, submit it, and return
-        the readback handle of its token."""
+    def steps(self, audio_rows, row: int, position: int, n: int = 1):
+        """Record n <= STEPS_PER_SUBMIT steps, positions position + i with audio embeddings
+        audio_rows[row + i], in ONE submit, and return the readback handle of their n tokens.
+        Each step ends with decode_advance (its token kept, position and row moved on by the GPU),
+        so the host writes the first position and row only and waits once per n steps: files
+        decode with the GPU never idle between steps, whatever the host's per-submit cost."""
+        _check(1 <= n <= STEPS_PER_SUBMIT, f"1..{STEPS_PER_SUBMIT} steps per submit, not {n}")
         ops = self.ops
         stride = audio_rows.row_stride
         first, col = divmod(audio_rows.offset, stride)
-        if col % 4 == 0 and stride % 4 == 0:
-            # The row index goes through a buffer, counted from the buffer's first row: the same
-            # uniform and bind group every step, whichever view of the buffer the rows come in (a
-            # view of row `row` would be a new uniform and bind group per token, ~0.3 ms natively).
-            whole = GPUTensor(audio_rows.buffer, (first + audio_rows.rows, audio_rows.cols), "f32", col, stride)
-            ops.k.write(self.row, np.asarray([first + row], np.uint32))
-            ops.k.gather_rows(ops.seq, whole, self.row, self.x_audio)
-        else:
-            ops.k.copy(ops.seq, audio_rows.view_rows(row, row + 1), self.x_audio)
-        handle_src = self.tok
-        # The position is written before this submit and after the previous one, so the previous
-        # step (already submitted) still saw its own position.
+        _check(col % 4 == 0 and stride % 4 == 0, "audio rows must be 4-aligned views")
+        # The row index goes through a buffer, counted from the buffer's first row: the same
+        # uniform and bind group every step, whichever view of the buffer the rows come in (a view
+        # of row `row` would be a new uniform and bind group per token, ~0.3 ms natively).
+        whole = GPUTensor(audio_rows.buffer, (first + audio_rows.rows, audio_rows.cols), "f32", col, stride)
+        # Written before this submit and after the previous one (which read its own values).
+        ops.k.write(self.row, np.asarray([first + row], np.uint32))
         ops.k.write(self.pos, np.asarray([position], np.uint32))
-        ops.seq.extend(self.dispatches)
-        handle = ops.read_later(handle_src)
+        ops.k.write(self.ctr, np.zeros(1, np.uint32))
+        for _ in range(n):
+            ops.k.gather_rows(ops.seq, whole, self.row, self.x_audio)
+            ops.seq.extend(self.dispatches)
+            ops.k.decode_advance(ops.seq, self.pos, self.row, self.tok, self.hist, self.ctr)
+        handle = ops.read_later(self.hist.view_elems(0, n))
         ops.flush()
         return handle
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
 
 
 class EncoderStepGraph:

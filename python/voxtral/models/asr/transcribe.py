@@ -87,17 +87,18 @@ class DecoderSession:
             x = ops.add(ops.rows(audio_emb, 0, n), self.model.decoder.embed(ops, self.prompt))  # [L, dim]
             self._decide(x)
             audio_emb = ops.rows(audio_emb, n, audio_emb.shape[0])
-        for i in range(audio_emb.shape[0]):
-            if self.done:
-                break
+        i, rows = 0, audio_emb.shape[0]
+        while i < rows and not self.done:
             # The token fed here may still be on the device (GPU backends): step p is recorded and
             # submitted before step p-1's token is read back, so the GPU never waits for the host.
+            # A backend that replays a recorded step takes several per submit (a file's rows).
             previous = self._unread
             if self._use_graph:
-                self._graph_step(audio_emb, i)
+                i += self._graph_steps(audio_emb, i, rows - i)
             else:
                 x = ops.add(ops.rows(audio_emb, i, i + 1), self.model.decoder.embed(ops, self._token_ref))
                 self._decide(x)
+                i += 1
             new += self._resolve(previous)
             if self.done:
                 self._unread = None  # decided after EOS: discarded
@@ -122,8 +123,9 @@ class DecoderSession:
         self._token_ref = token_ref
         self.next_position += m
 
-    def _graph_step(self, audio_emb, row: int) -> None:
-        """A backend that can record a decode step once (WebGPU) replays it for every token."""
+    def _graph_steps(self, audio_emb, row: int, available: int) -> int:
+        """A backend that can record a decode step once (WebGPU) replays it for every token, up to
+        its steps-per-submit at a time from rows row, row + 1, ... Returns the rows consumed."""
         if self._graph is None:
             self._graph = self.ops.decode_step_graph(self.model.decoder, self.caches, self.scales)
             self._state.graph = self._graph
@@ -131,30 +133,37 @@ class DecoderSession:
                 self._use_graph = False
                 x = self.ops.add(self.ops.rows(audio_emb, row, row + 1),
                                  self.model.decoder.embed(self.ops, self._token_ref))
-                return self._decide(x)
+                self._decide(x)
+                return 1
         if not self._graph_seeded:  # this session's first replayed step (the graph may be older)
             self._graph.set_token(self._token_ref)
             self._graph_seeded = True
-        handle = self._graph.step(audio_emb, row, self.next_position)
+        n = min(available, self._graph.steps_per_submit)
+        handle = self._graph.steps(audio_emb, row, self.next_position, n)
         self._unread = (handle, self.next_position, None)
-        self.next_position += 1
+        self.next_position += n
+        return n
 
     def _resolve(self, unread) -> list[int]:
-        """Read a decided token (waits only for the submit that produced it)."""
+        """Read the decided tokens of one submit (waits only for that submit): one token, or the
+        tokens of consecutive positions from a replayed graph's several steps."""
         if unread is None:
             return []
         handle, position, logits_read = unread
-        token = int(handle.result()[0])
+        tokens = [int(t) for t in np.asarray(handle.result()).reshape(-1)]
         if logits_read is not None:
             self.result.logits.append(np.array(logits_read.result()[0]))
-        self.last_token = token
-        if token == self.eos_id:
-            # Anything decided after EOS (a step already submitted) is discarded.
-            self.result.eos = True
-            return []
-        self.result.tokens.append(token)
-        self.result.positions.append(position)
-        return [token]
+        new = []
+        for j, token in enumerate(tokens):
+            self.last_token = token
+            if token == self.eos_id:
+                # Anything decided after EOS (later steps, a submit already made) is discarded.
+                self.result.eos = True
+                break
+            self.result.tokens.append(token)
+            self.result.positions.append(position + j)
+            new.append(token)
+        return new
 
     def kv_slots(self) -> int:
         return max(c.n_slots for c in self.caches)
