@@ -51,6 +51,8 @@ class DecodeStepGraph:
         ops.k.argmax(ops.seq, logits, self.tok)
         self.dispatches, self.keep = ops.end_capture()
         self.keep += [x, h, logits]
+        self._advance: list = []  # decode_advance, the end of each step (its buffers are fixed)
+        ops.k.decode_advance(self._advance, self.pos, self.row, self.tok, self.hist, self.ctr)
 
     steps_per_submit = STEPS_PER_SUBMIT
 
@@ -81,10 +83,11 @@ class DecodeStepGraph:
         ops.k.write(self.row, np.asarray([first + row], np.uint32))
         ops.k.write(self.pos, np.asarray([position], np.uint32))
         ops.k.write(self.ctr, np.zeros(1, np.uint32))
-        for _ in range(n):
-            ops.k.gather_rows(ops.seq, whole, self.row, self.x_audio)
-            ops.seq.extend(self.dispatches)
-            ops.k.decode_advance(ops.seq, self.pos, self.row, self.tok, self.hist, self.ctr)
+        step: list = []  # the same dispatches for each of the n steps: built once
+        ops.k.gather_rows(step, whole, self.row, self.x_audio)
+        step += self.dispatches
+        step += self._advance
+        ops.seq.extend(step * n)
         handle = ops.read_later(self.hist.view_elems(0, n))
         ops.flush()
         return handle
