@@ -137,6 +137,25 @@ fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
 }
 
+// The same values with fewer integer instructions (the integer pipe, half the float rate on
+// NVIDIA, limited this kernel: ~21 integer ops per word and row). A nibble is masked where it
+// lies instead of shifted down: bits 4k..4k+3 of a 16-bit half OR'd into 2^23 give
+// 2^23 + 16^k·n, exact as its mantissa holds < 2^23; subtracting 2^23 + 16^k·8 leaves
+// 16^k·(n - 8). The x values it meets are pre-scaled by 16^-k (X_LO / X_HI, per slot, shared by
+// the rows): (16^k·(n-8))·(x·16^-k) is the same real number as (n-8)·x, so every product and
+// sum rounds exactly as before. Word q: elements 4j+[0..3] in the low nibbles of its bytes (bits
+// 0, 8, 16, 24: half-bits 0 and 8 of each half), elements 16+4j+[0..3] in the high nibbles.
+const X_LO = vec4<f32>(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
+const X_HI = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
+fn low_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {  // qq = (q, q, q >> 16, q >> 16)
+    let v = (qq & vec4<u32>(0xFu, 0xF00u, 0xFu, 0xF00u)) | vec4<u32>(0x4B000000u);
+    return bitcast<vec4<f32>>(v) - vec4<f32>(8388616.0, 8390656.0, 8388616.0, 8390656.0);
+}
+fn high_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {
+    let v = (qq & vec4<u32>(0xF0u, 0xF000u, 0xF0u, 0xF000u)) | vec4<u32>(0x4B000000u);
+    return bitcast<vec4<f32>>(v) - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8421376.0);
+}
+
 // #if SWIGLU
 // local row r of workgroup wgi: gate rows 2wgi, 2wgi+1 (r = 0, 1), up rows of the same features
 fn weight_row(wgi: u32, r: u32) -> u32 {
@@ -164,6 +183,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // acc[r][m]: this invocation's partial dot of local row r with x row m; acc[ROWS][m] (NORM):
     // its partial sum of x[m]²
     var acc: array<vec4<f32>, SUMS>;
+    // byte offset of each local row's first block, once (not per slot); a multiple of 4 with
+    // ALIGNED_ROWS (the host sets it when K / 32 is even)
+    var row_byte: array<u32, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        row_byte[r] = weight_row(wgi, r) * blocks_per_row * BLOCK_BYTES;
+    }
     for (var s = li; s < blocks_per_row * 4u; s += WG) {
         let b = s / 4u;
         let j = s % 4u;
@@ -189,22 +214,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             xb[m] *= gb;
         }
         // #endif
+        // #if !NIBBLES_V1
+        for (var m = 0u; m < MAX_M; m++) {
+            xa[m] *= X_LO;  // exact (powers of two): see low_nibbles_scaled
+            xb[m] *= X_HI;
+        }
+        // #endif
+        let slot_byte = b * BLOCK_BYTES;  // the block's byte within its row
+        // #if ALIGNED_ROWS
+        // every row starts on a word (an even number of blocks per row): the block's parity and
+        // word offsets are the same in all rows, so they are worked out once per slot
+        let odd = (slot_byte & 2u) != 0u;
+        let slot_w0 = slot_byte >> 2u;
+        let slot_qw = (slot_byte + 2u + 4u * j) >> 2u;
+        // #endif
         for (var r = 0u; r < ROWS; r++) {
             if (row_valid(wgi, r)) {
                 // block (row, b): scale at its byte 0, nibble word j at byte 2 + 4j; odd blocks
                 // start 2 bytes into a word (scale in the high half, quant words aligned), even
                 // blocks on a word (each quant word straddles two words)
-                let blk = weight_row(wgi, r) * blocks_per_row + b;
-                let byte = blk * BLOCK_BYTES;
+                // #if ALIGNED_ROWS
+                let w0 = weights[row_byte[r] / 4u + slot_w0];
+                let qw = row_byte[r] / 4u + slot_qw;
+                // #else
+                let byte = row_byte[r] + slot_byte;
                 let odd = (byte & 2u) != 0u;
                 let w0 = weights[byte >> 2u];
-                let d = unpack2x16float(select(w0, w0 >> 16u, odd)).x;
                 let qw = (byte + 2u + 4u * j) >> 2u;
+                // #endif
+                let d = unpack2x16float(select(w0, w0 >> 16u, odd)).x;
                 let q_lo = weights[qw];
                 let q_hi = weights[qw + 1u];  // past the block only for the straddling case (pad covers the end)
                 let q = select((q_lo >> 16u) | (q_hi << 16u), q_lo, odd);
+                // #if NIBBLES_V1
                 let lo = nibbles_minus_8(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u));
                 let hi = nibbles_minus_8(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u));
+                // #else
+                let qq = vec4<u32>(q, q, q >> 16u, q >> 16u);
+                let lo = low_nibbles_scaled(qq);
+                let hi = high_nibbles_scaled(qq);
+                // #endif
                 for (var m = 0u; m < MAX_M; m++) {
                     acc[r][m] += d * (dot(lo, xa[m]) + dot(hi, xb[m]));
                 }

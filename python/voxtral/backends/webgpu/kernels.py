@@ -40,6 +40,18 @@ Q4_BLOCK = 32
 Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
 MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
+
+
+def _matvec_layout_flags(m: int, k: int) -> set:
+    """q4_matvec.wgsl's specialisations by shape: ONE_ROW for the decode step's single x row (one
+    accumulator per weight row); ALIGNED_ROWS when a weight row is an even number of 18-byte
+    blocks, so every row starts on a word and a block's word offsets are shared by all rows."""
+    flags = set()
+    if m == 1:
+        flags.add("ONE_ROW")
+    if (k // 32) % 2 == 0:
+        flags.add("ALIGNED_ROWS")
+    return flags
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -519,8 +531,7 @@ class Kernels:
                                    k_cache, v_cache)
                 return
             extra.update(self._rope_kv_bindings(x, w, out, rope_kv, flags))
-        if x.rows == 1:
-            flags.add("ONE_ROW")  # the decode step: one accumulator per row
+        flags.update(_matvec_layout_flags(x.rows, w.cols))
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
@@ -572,8 +583,7 @@ class Kernels:
         _require(out.dtype == "f32" and out.shape == (x.rows, f), f"q4_swiglu: out must be [{x.rows}, {f}]")
         flags = {"SWIGLU"}
         extra = self._norm_bindings(x, norm, flags)
-        if x.rows == 1:
-            flags.add("ONE_ROW")
+        flags.update(_matvec_layout_flags(x.rows, w.cols))
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         block = w.blocks[0]
         gx, gy = self._grid(-(-f // 2))  # two features (four rows) per workgroup
