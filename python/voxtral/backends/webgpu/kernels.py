@@ -532,6 +532,8 @@ class Kernels:
                 return
             extra.update(self._rope_kv_bindings(x, w, out, rope_kv, flags))
         flags.update(_matvec_layout_flags(x.rows, w.cols))
+        if "NIBBLES_V1" in self.extra_defines:  # A/B on the H100: session 14's kernel whole
+            flags.discard("ALIGNED_ROWS")
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
@@ -584,6 +586,8 @@ class Kernels:
         flags = {"SWIGLU"}
         extra = self._norm_bindings(x, norm, flags)
         flags.update(_matvec_layout_flags(x.rows, w.cols))
+        if "NIBBLES_V1" in self.extra_defines:  # A/B on the H100: session 14's kernel whole
+            flags.discard("ALIGNED_ROWS")
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         block = w.blocks[0]
         gx, gy = self._grid(-(-f // 2))  # two features (four rows) per workgroup
