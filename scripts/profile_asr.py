@@ -2,8 +2,9 @@
 
 On one in-memory random model (loaded to the GPU like a model file): the recorded decode step
 replayed back to back (no host work between submits), whole and by kernel family; then the
-whole-clip encoder's dispatches, recorded as they are submitted and replayed likewise. Prints one
-JSON object: `voxtral bench asr`'s offline figures plus "decode_profile" and "encoder_profile".
+decoder prefill's and the whole-clip encoder's dispatches, recorded as they are submitted and
+replayed likewise. Prints one JSON object: `voxtral bench asr`'s offline figures plus
+"decode_profile", "session_profile", "prefill_profile" and "encoder_profile".
 
 Usage: python scripts/profile_asr.py [--preset full] [--seconds 16] [--steps 50]
                                      [--variants base,attn=v2] [--attn-groups 256,512]
@@ -172,6 +173,32 @@ def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
     return {"dispatches": len(recorded), "gpu_ms": total, "families": families}
 
 
+def profile_prefill(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
+    """The decoder prefill's dispatches (the prompt's positions through every layer, then the
+    first token), recorded as they are submitted and replayed whole and by kernel family."""
+    from voxtral.asr_bench import bench_clip
+    from voxtral.audio import log_mel, pad_for_offline
+    m = ASRModel(cfg, weights, ops)
+    mel = log_mel(pad_for_offline(bench_clip(seconds), cfg.audio), cfg.audio)
+    emb = m.audio_embeddings(mel[:, :8 * 48])
+    DecoderSession(m, m.delay_tokens(), eos_id=-1).feed(emb)  # warm-up: pipelines, bind groups
+    session = DecoderSession(m, m.delay_tokens(), eos_id=-1)
+    recorded = []
+    run = ops.host.run
+
+    def recording_run(seq, copies=()):
+        recorded.extend(seq)
+        return run(seq, copies)
+
+    ops.host.run = recording_run
+    try:
+        session.feed(ops.rows(emb, 0, len(session.prompt)))
+    finally:
+        ops.host.run = run
+    total, families = replay_by_family(ops, recorded, reps, 2)
+    return {"rows": len(session.prompt), "dispatches": len(recorded), "gpu_ms": total, "families": families}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="full")
@@ -199,6 +226,7 @@ def main():
     add_roofline(r, ops.host.adapter_name)
     r["decode_profile"] = profile_step(ops, cfg, weights, a.steps)
     r["session_profile"] = profile_session(ops, cfg, weights)
+    r["prefill_profile"] = profile_prefill(ops, cfg, weights, a.seconds)
     if not a.no_encoder:
         r["encoder_profile"] = profile_encoder(ops, cfg, weights, a.seconds)
     if len(variants) > 1:
