@@ -19,6 +19,8 @@
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
 #            full model, then `voxtral bench tts --preset full` natively
+#   measure KB PROF  (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then
+#            `ab KB PROF`, at most 8 result files, a summary of the key figures at the end
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
 #            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
@@ -101,6 +103,19 @@ PY
     grep -v '^{' "$OUT/profile.err" | tail -12
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
     ;;
+  measure)  # (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then the
+    # matvec A/B `ab KB PROF` ($2, $3), keeping at most 8 result files (the device tool's limit):
+    # the .err and Chromium logs go after their tails are printed; key figures via h100_summary.py
+    bash "$0" browser+native
+    mv "$OUT/profile.json" "$OUT/profile_main.json" 2>/dev/null
+    for f in "$OUT"/*.err; do echo "== $f"; tail -2 "$f"; done
+    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
+    bash "$0" ab "$2" "$3"
+    mv "$OUT/profile.json" "$OUT/profile_ab.json" 2>/dev/null
+    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
+    echo "== summary"
+    python3 scripts/h100_summary.py "$OUT"
+    ;;
   all)
     bash "$0" browser+native
     bash "$0" tts
@@ -136,7 +151,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|browser|browser+bench|browser+native|tts|all" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac
