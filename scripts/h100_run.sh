@@ -19,8 +19,9 @@
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
 #            full model, then `voxtral bench tts --preset full` natively
-#   measure KB PROF  (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then
-#            `ab KB PROF`, at most 8 result files, a summary of the key figures at the end
+#   measure KB PROF [VAR=VALUE]  (after the chr install; carry .cache/web-assets .gl .whl)
+#            browser+native, then `ab KB PROF`, then (with VAR=VALUE) the GEMM kernels base/GEMM8
+#            and the native bench with VAR=VALUE set; at most 8 result files, key figures at the end
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
 #            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
@@ -111,8 +112,21 @@ PY
     for f in "$OUT"/*.err; do echo "== $f"; tail -2 "$f"; done
     rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
     bash "$0" ab "$2" "$3"
-    mv "$OUT/profile.json" "$OUT/profile_ab.json" 2>/dev/null
-    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
+    python3 scripts/h100_summary.py "$OUT" | grep -A30 '^profile.json' | grep variant
+    mv "$OUT/kernels.json" "$OUT/kernels_matvec.json"
+    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv" "$OUT/profile.json" "$OUT/page_tiny.json"
+    if [ -n "${4:-}" ]; then  # the GEMM A/B: kernel_bench --only matmul, then the bench with $4 set
+      echo "== kernel_bench (matmul) base,GEMM8"
+      timeout 120 python3 scripts/kernel_bench.py --only matmul --variants base,GEMM8 > "$OUT/kernels_gemm.json" 2> /dev/null
+      python3 - "$OUT/kernels_gemm.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["rows"]:
+    print(f'{r["variant"]:10s} {r["shape"]:10s} M={r["M"]} {r["us"]:8.1f} us {r["tflops"]:6.2f} TFLOP/s same={r["same_bits_as_first"]}')
+PY
+      echo "== voxtral bench asr with $4"
+      env "$4" timeout 150 python3 -m voxtral bench asr --preset full --seconds 16 --backend webgpu --json \
+        > "$OUT/native_ab.json" 2> /dev/null
+    fi
     echo "== summary"
     python3 scripts/h100_summary.py "$OUT"
     ;;
@@ -151,7 +165,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF|browser|browser+bench|browser+native|tts|all" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF [VAR=VALUE]|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac

@@ -65,6 +65,7 @@ ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
 # keys and lost 3.5 us at 300.
 ATTN_DECODE_ENV = "VOXTRAL_ATTN_DECODE"
 ATTN_ROWS_ENV = "VOXTRAL_ATTN_ROWS"
+GEMM8_ENV = "VOXTRAL_GEMM8"
 ATTN_ROWS_PER_GROUP = 16          # attention_rows.wgsl R
 ATTN_DECODE_MAX_ROWS = 4          # query rows handed to attention_decode (decode, streaming chunks)
 ATTN_DECODE_TARGET_GROUPS = 256
@@ -281,6 +282,9 @@ class Kernels:
         self.attn_decode_min_gqa = 1 if mode == "all" else 2  # (tests lower it too)
         # attention_rows.wgsl for many query rows (the offline encoder, prompts); see attention()
         self.attn_rows = os.environ.get(ATTN_ROWS_ENV, "1") != "0"
+        # q4_gemm8.wgsl (8x8 outputs per invocation) for the many-row Q4 GEMMs instead of
+        # q4_matmul.wgsl (4x4); VOXTRAL_GEMM8=1 (an A/B switch while it is measured)
+        self.gemm8 = os.environ.get(GEMM8_ENV, "0") == "1"
 
     # ------------------------------------------------------------------ pipelines & binding
     def _source(self, filename: str) -> str:
@@ -600,7 +604,8 @@ class Kernels:
     def q4_matmul(self, seq, x, w, out, bias=None, residual=None) -> None:
         _require(w.dtype == "q4_0", "q4_matmul needs a Q4_0 weight")
         flags = self._linear_checks(x, w, out, bias, residual)
-        pipeline = self._pipeline("q4_matmul.wgsl", "main", flags)
+        shader = "q4_gemm8.wgsl" if self.gemm8 or "GEMM8" in self.extra_defines else "q4_matmul.wgsl"
+        pipeline = self._pipeline(shader, "main", flags)
         self._tiled(seq, pipeline, x, w, out, bias, residual, flags)
 
     def linear_dense(self, seq, x, w, out, bias=None, residual=None) -> None:
