@@ -19,9 +19,9 @@
 #   browser+native the page, then everything `native` runs
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
 #            full model, then `voxtral bench tts --preset full` natively
-#   measure KB PROF [VAR=VALUE]  (after the chr install; carry .cache/web-assets .gl .whl)
-#            browser+native, then `ab KB PROF`, then (with VAR=VALUE) the GEMM kernels base/GEMM8
-#            and the native bench with VAR=VALUE set; at most 8 result files, key figures at the end
+#   measure KB PROF ["VAR=VALUE ..."]  (after the chr install; carry .cache/web-assets .gl .whl)
+#            browser+native, then `ab KB PROF`, then (with the list) the GEMM kernels base/GEMM8
+#            and one native bench per VAR=VALUE; at most 8 result files, key figures at the end
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
 #            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
@@ -123,9 +123,14 @@ import json, sys
 for r in json.load(open(sys.argv[1]))["rows"]:
     print(f'{r["variant"]:10s} {r["shape"]:10s} M={r["M"]} {r["us"]:8.1f} us {r["tflops"]:6.2f} TFLOP/s same={r["same_bits_as_first"]}')
 PY
-      echo "== voxtral bench asr with $4"
-      env "$4" timeout 150 python3 -m voxtral bench asr --preset full --seconds 16 --backend webgpu --json \
-        > "$OUT/native_ab.json" 2> /dev/null
+      i=0
+      for e in $4; do  # one native bench per VAR=VALUE (space-separated list)
+        i=$((i + 1))
+        echo "== voxtral bench asr with $e"
+        env "$e" timeout 150 python3 -m voxtral bench asr --preset full --seconds 16 --backend webgpu \
+          --json > "$OUT/native_ab$i.json" 2> /dev/null
+        python3 scripts/h100_summary.py "$OUT" | grep "^native_ab$i.json"
+      done
     fi
     echo "== summary"
     python3 scripts/h100_summary.py "$OUT"
@@ -165,7 +170,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF [VAR=VALUE]|browser|browser+bench|browser+native|tts|all" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF ["VAR=VALUE ..."]|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac

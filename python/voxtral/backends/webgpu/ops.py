@@ -21,6 +21,7 @@ Host-agnostic: numpy + stdlib; the GPU is reached only through the `GPUHost` ada
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -126,6 +127,10 @@ class WebGPUOps:
         self._capture = None  # (pos tensor, kept tensors) while a step graph is being recorded
         self._last_rope = None  # (dispatch, q, k, rope args) of the last rope_qk (see GPURingCache)
         self._last_qkv = None  # (dispatch, q4_matvec args) of the last fused QKV matvec (same)
+        # A/B switch under measurement: the decoder's prompt prefill in pieces of this many rows
+        # (<= 4: q4_matvec instead of the tiled GEMM, whose 64-row tiles a 39-row prompt fills
+        # badly); 0 = the whole prompt at once
+        self.prefill_chunk_rows = int(os.environ.get("VOXTRAL_PREFILL_ROWS", "0") or 0)
 
     # ------------------------------------------------------------------------ memory
     def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:

@@ -114,8 +114,13 @@ class DecoderSession:
         ops, dec = self.ops, self.model.decoder
         m = x.shape[0]
         positions = np.arange(self.next_position, self.next_position + m, dtype=np.int64)
-        h = dec(ops, x, positions, self.caches, self.scales)
-        logits = dec.logits(ops, ops.rows(h, m - 1, m))  # [1, vocab]: only the last row decides
+        chunk = getattr(ops, "prefill_chunk_rows", 0) or m  # a backend may prefill in pieces
+        for start in range(0, m, chunk):
+            stop = min(m, start + chunk)
+            part = x if (start, stop) == (0, m) else ops.rows(x, start, stop)
+            h = dec(ops, part, positions[start:stop], self.caches, self.scales)
+        n = h.shape[0]
+        logits = dec.logits(ops, ops.rows(h, n - 1, n))  # [1, vocab]: only the last row decides
         token_ref = ops.argmax(logits)  # [1], on the device for GPU backends
         logits_read = ops.read_later(logits) if self.result.logits is not None else None
         self._unread = (ops.read_later(token_ref), int(positions[-1]), logits_read)
