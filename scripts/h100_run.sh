@@ -118,11 +118,15 @@ PY
     if [ -n "${4:-}" ]; then  # the GEMM A/B: kernel_bench --only matmul, then the bench with $4 set
       echo "== kernel_bench (matmul) base,GEMM8"
       timeout 120 python3 scripts/kernel_bench.py --only matmul --variants base,GEMM8 > "$OUT/kernels_gemm.json" 2> /dev/null
-      python3 - "$OUT/kernels_gemm.json" <<'PY'
+      timeout 120 python3 scripts/kernel_bench.py --only matmul --decoder-gemm --m 39 --variants base,GEMM8 \
+        > "$OUT/kernels_gemm39.json" 2> /dev/null
+      python3 - "$OUT/kernels_gemm.json" "$OUT/kernels_gemm39.json" <<'PY'
 import json, sys
-for r in json.load(open(sys.argv[1]))["rows"]:
-    print(f'{r["variant"]:10s} {r["shape"]:10s} M={r["M"]} {r["us"]:8.1f} us {r["tflops"]:6.2f} TFLOP/s same={r["same_bits_as_first"]}')
+for f in sys.argv[1:]:
+    for r in json.load(open(f))["rows"]:
+        print(f'{r["variant"]:10s} {r["shape"]:10s} M={r["M"]} {r["us"]:8.1f} us {r["tflops"]:6.2f} TFLOP/s same={r["same_bits_as_first"]}')
 PY
+      rm -f "$OUT/kernels_gemm39.json"
       i=0
       for e in $4; do  # one native bench per VAR=VALUE (space-separated list)
         i=$((i + 1))

@@ -10,7 +10,7 @@ and host-encoding times, GB/s of weight bytes (the floor of a matvec is bytes / 
 TFLOP/s. Every variant's output is compared with the base variant's (they must be bit-identical).
 
 Usage: python scripts/kernel_bench.py [--variants base,checks=bounds,checks=none]
-                                      [--reps 30] [--m 800] [--only matmul|matvec]
+                                      [--reps 30] [--m 800] [--only matmul|matvec] [--decoder-gemm]
 """
 import argparse
 import json
@@ -135,6 +135,9 @@ def main():
                          "checks=all|bounds|none (the host's runtime checks); 'base' = none of them")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--m", type=int, default=800, help="rows of X for the tiled kernel (encoder frames)")
+    ap.add_argument("--decoder-gemm", action="store_true",
+                    help="the tiled kernel on the decoder's layer shapes (the prompt prefill: --m 39) "
+                         "instead of the encoder's")
     ap.add_argument("--only", choices=("matmul", "matvec"), default=None)
     ap.add_argument("--fused", action="store_true",
                     help="also the decode step's fused forms (norm, swiglu, norm + ada)")
@@ -149,7 +152,8 @@ def main():
     rng = np.random.default_rng(0)
     cases = []
     if a.only != "matvec":
-        cases += [(name, n, kd, a.m) for name, n, kd in ENCODER]
+        gemm_shapes = DECODER[:4] if a.decoder_gemm else ENCODER
+        cases += [(name, n, kd, a.m) for name, n, kd in gemm_shapes]
     if a.only != "matmul":
         cases += [(name, n, kd, 1) for name, n, kd in DECODER]
         if a.fused:
