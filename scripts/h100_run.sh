@@ -22,6 +22,7 @@
 #   measure KB PROF ["VAR=VALUE ..."]  (after the chr install; carry .cache/web-assets .gl .whl)
 #            browser+native, then `ab KB PROF`, then (with the list) the GEMM kernels base/GEMM8
 #            and one native bench per VAR=VALUE; at most 8 result files, key figures at the end
+#   measure-native KB PROF ["VAR=VALUE ..."]  (carry .gl .whl) the same without the page
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
 #            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
@@ -104,10 +105,11 @@ PY
     grep -v '^{' "$OUT/profile.err" | tail -12
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
     ;;
-  measure)  # (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then the
-    # matvec A/B `ab KB PROF` ($2, $3), keeping at most 8 result files (the device tool's limit):
-    # the .err and Chromium logs go after their tails are printed; key figures via h100_summary.py
-    bash "$0" browser+native
+  measure|measure-native)  # (measure: after the chr install; carry .cache/web-assets .gl .whl)
+    # browser+native (measure-native: native alone), then the matvec A/B `ab KB PROF` ($2, $3),
+    # keeping at most 8 result files (the device tool's limit): the .err and Chromium logs go
+    # after their tails are printed; key figures via h100_summary.py
+    if [ "$1" = measure ]; then bash "$0" browser+native; else bash "$0" native; fi
     mv "$OUT/profile.json" "$OUT/profile_main.json" 2>/dev/null
     for f in "$OUT"/*.err; do echo "== $f"; tail -2 "$f"; done
     rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
@@ -174,7 +176,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure KB PROF ["VAR=VALUE ..."]|browser|browser+bench|browser+native|tts|all" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure[-native] KB PROF ["VAR=VALUE ..."]|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac
