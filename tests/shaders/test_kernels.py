@@ -286,17 +286,24 @@ def test_q4_linear_into_column_view(host, m):
 
 
 # -------------------------------------------------------------------------- Q4 matmul
+@pytest.mark.parametrize("gemm8", [False, True], ids=["4x4", "8x8"])
 @pytest.mark.parametrize("m", [5, 17, 64, 130])
 @pytest.mark.parametrize("n,k_dim", [(257, 96), (1000, 1280), (2000, 256)])
-def test_q4_matmul(k, m, n, k_dim, record_error):
-    seed = seed_of("q4_matmul", m, n, k_dim)
+def test_q4_matmul(host, gemm8, m, n, k_dim, record_error):
+    """q4_matmul.wgsl (4x4 outputs per invocation) and q4_gemm8.wgsl (8x8) against float64, with
+    bias and a residual (the encoder's fused adds)."""
+    seed = seed_of("q4_matmul", gemm8, m, n, k_dim)
     rng = np.random.default_rng(seed)
+    k = Kernels(host)
+    k.gemm8 = gemm8
     q, w = q4_weight(rng, n, k_dim)
     x = rng.standard_normal((m, k_dim)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    r = rng.standard_normal((m, n)).astype(np.float32)
     gw, gx, out = k.upload_weight(q), k.tensor(x), k.empty((m, n))
     k.fill_bits(out, NAN_BITS)
-    run(k, lambda s: k.q4_matmul(s, gx, gw, out))
-    err = max_rel(k.read(out), x.astype(np.float64) @ w.T)
+    run(k, lambda s: k.q4_matmul(s, gx, gw, out, bias=k.tensor(b), residual=k.tensor(r)))
+    err = max_rel(k.read(out), r + x.astype(np.float64) @ w.T + b)
     record_error("q4_matmul", err)
     assert err < TILED_BOUND, f"seed={seed} err={err:.3g}"
 
