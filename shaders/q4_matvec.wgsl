@@ -143,7 +143,7 @@ fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
 // 2^23 + 16^k·n, exact as its mantissa holds < 2^23; subtracting 2^23 + 16^k·8 leaves
 // 16^k·(n - 8). The x values it meets are pre-scaled by 16^-k (X_LO / X_HI, per slot, shared by
 // the rows): (16^k·(n-8))·(x·16^-k) is the same real number as (n-8)·x, so every product and
-// sum rounds exactly as before. Word q: elements 4j+[0..3] in the low nibbles of its bytes (bits
+// sum rounds exactly as before (for |x| >= 2^-114, where x·16^-k is still a normal float). Word q: elements 4j+[0..3] in the low nibbles of its bytes (bits
 // 0, 8, 16, 24: half-bits 0 and 8 of each half), elements 16+4j+[0..3] in the high nibbles.
 const X_LO = vec4<f32>(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
 const X_HI = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
