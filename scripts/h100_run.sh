@@ -106,21 +106,28 @@ PY
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
     ;;
   measure|measure-native)  # (measure: after the chr install; carry .cache/web-assets .gl .whl)
-    # browser+native (measure-native: native alone), then the matvec A/B `ab KB PROF` ($2, $3),
-    # keeping at most 8 result files (the device tool's limit): the .err and Chromium logs go
-    # after their tails are printed; key figures via h100_summary.py
-    if [ "$1" = measure ]; then bash "$0" browser+native; else bash "$0" native; fi
-    mv "$OUT/profile.json" "$OUT/profile_main.json" 2>/dev/null
-    for f in "$OUT"/*.err; do echo "== $f"; tail -2 "$f"; done
-    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv"
-    bash "$0" ab "$2" "$3"
-    python3 scripts/h100_summary.py "$OUT" | grep -A30 '^profile.json' | grep variant
-    mv "$OUT/kernels.json" "$OUT/kernels_matvec.json"
-    rm -f "$OUT"/*.err "$OUT"/*.chrome.log "$OUT/gpu.csv" "$OUT/profile.json" "$OUT/page_tiny.json"
-    if [ -n "${4:-}" ]; then  # the GEMM A/B: kernel_bench --only matmul, then the bench with $4 set
-      echo "== kernel_bench (matmul) base,GEMM8"
-      timeout 120 python3 scripts/kernel_bench.py --only matmul --variants base,GEMM8 > "$OUT/kernels_gemm.json" 2> /dev/null
-      timeout 120 python3 scripts/kernel_bench.py --only matmul --decoder-gemm --m 39 --variants base,GEMM8 \
+    # The figures of a session in one call, most needed first (a call cut short by the device
+    # time left keeps what it wrote): [measure: the page,] the native bench, the matvec kernels
+    # per variant of $2 (e.g. base,NIBBLES_V1), profile_asr with the decode step per variant of
+    # $3, the GEMM kernels base/GEMM8, one native bench per VAR=VALUE of $4, transformers last.
+    # At most 8 result files come back (the device tool's limit); key figures via h100_summary.py.
+    if [ "$1" = measure ]; then bash "$0" browser; rm -f "$OUT"/*.chrome.log "$OUT/page_tiny.json"; fi
+    setup_native
+    bench_native
+    echo "== kernel_bench (matvec) $2"
+    timeout 150 python3 scripts/kernel_bench.py --only matvec --fused --variants "$2" > "$OUT/kernels_matvec.json" 2> /dev/null
+    python3 - "$OUT/kernels_matvec.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["rows"]:
+    print(f'{r["variant"]:16s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
+PY
+    echo "== profile_asr variants $3"
+    timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 --variants "$3" > "$OUT/profile.json" 2> /dev/null
+    python3 scripts/h100_summary.py "$OUT" | grep -A40 '^profile.json'
+    if [ -n "${4:-}" ]; then
+      echo "== kernel_bench (matmul) base,GEMM8: encoder M=800, prefill M=39"
+      timeout 100 python3 scripts/kernel_bench.py --only matmul --variants base,GEMM8 > "$OUT/kernels_gemm.json" 2> /dev/null
+      timeout 100 python3 scripts/kernel_bench.py --only matmul --decoder-gemm --m 39 --variants base,GEMM8 \
         > "$OUT/kernels_gemm39.json" 2> /dev/null
       python3 - "$OUT/kernels_gemm.json" "$OUT/kernels_gemm39.json" <<'PY'
 import json, sys
@@ -138,6 +145,10 @@ PY
         python3 scripts/h100_summary.py "$OUT" | grep "^native_ab$i.json"
       done
     fi
+    rm -f "$OUT"/*.err "$OUT/gpu.csv"
+    echo "== transformers"
+    timeout 200 python3 scripts/bench_transformers.py --preset full --seconds 16 --device cuda --dtype bf16 \
+      --json > "$OUT/transformers.json" 2> /dev/null
     echo "== summary"
     python3 scripts/h100_summary.py "$OUT"
     ;;
