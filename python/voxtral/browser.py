@@ -164,8 +164,7 @@ class Session:
         """The page's benchmark mode: `voxtral bench asr`'s passes (voxtral.asr_bench) on a random
         model of the preset's size built here in memory, on this page's backend. Returns JSON with
         the same fields as the CLI's (the memory figures are the worker's to add). kernels: A/B
-        switches of the WebGPU kernels as "name=value,...": attn_rows=0|1, attn_decode=v1|v2 (the
-        page's counterpart of VOXTRAL_ATTN_ROWS / VOXTRAL_ATTN_DECODE)."""
+        switches of the WebGPU kernels as "name=value,..." (see _kernel_switches)."""
         from voxtral.asr_bench import add_roofline, bench_model, time_asr
         from voxtral.backends import NumpyOps
 
@@ -175,7 +174,7 @@ class Session:
         switches = _kernel_switches(kernels)
         if switches and hasattr(ops, "k"):
             for name, value in switches.items():
-                setattr(ops.k, name, value)
+                setattr(ops if name == "prefill_chunk_rows" else ops.k, name, value)
         cfg, weights = bench_model(ops, preset)  # on WebGPU straight to the GPU, tensor by tensor
         build_s = time.perf_counter() - t0
         r = time_asr(ops, cfg, weights, float(seconds))
@@ -260,16 +259,23 @@ class Session:
         return json.dumps(d, ensure_ascii=False)
 
 
+KERNEL_SWITCHES = "attn_rows=0|1, attn_decode=v1|v2, gemm8=0|1, prefill_rows=0..64"
+
+
 def _kernel_switches(spec: str | None) -> dict:
-    """{"attn_rows": bool, "attn_decode": str} from "attn_rows=0,attn_decode=v1" (the page's
-    ?kernels= parameter); anything else is refused."""
+    """{"attn_rows": bool, "attn_decode": str, "gemm8": bool, "prefill_chunk_rows": int} from e.g.
+    "attn_rows=0,attn_decode=v1" (the page's ?kernels= parameter; the counterparts of
+    VOXTRAL_ATTN_ROWS, VOXTRAL_ATTN_DECODE, VOXTRAL_GEMM8, VOXTRAL_PREFILL_ROWS); anything else is
+    refused."""
     out: dict = {}
     for part in (p.strip() for p in (spec or "").split(",") if p.strip()):
         name, _, value = part.partition("=")
-        if name == "attn_rows" and value in ("0", "1"):
+        if name in ("attn_rows", "gemm8") and value in ("0", "1"):
             out[name] = value == "1"
         elif name == "attn_decode" and value in ("v1", "v2"):
             out[name] = value
+        elif name == "prefill_rows" and value.isdigit() and int(value) <= 64:
+            out["prefill_chunk_rows"] = int(value)
         else:
-            raise VoxtralError(f"unknown kernel switch {part!r} (known: attn_rows=0|1, attn_decode=v1|v2)")
+            raise VoxtralError(f"unknown kernel switch {part!r} (known: {KERNEL_SWITCHES})")
     return out

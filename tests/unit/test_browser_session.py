@@ -118,6 +118,8 @@ def test_bench_kernel_switches_parsed_and_refused():
     from voxtral.errors import VoxtralError
     assert _kernel_switches(None) == {} and _kernel_switches("") == {}
     assert _kernel_switches("attn_rows=0, attn_decode=v1") == {"attn_rows": False, "attn_decode": "v1"}
-    for bad in ("attn_rows=2", "shader_checks=none", "attn_decode"):
+    assert _kernel_switches("gemm8=1,prefill_rows=4") == {"gemm8": True, "prefill_chunk_rows": 4}
+    for bad in ("attn_rows=2", "shader_checks=none", "attn_decode", "gemm8=yes", "prefill_rows=-1",
+                "prefill_rows=65"):
         with pytest.raises(VoxtralError, match="unknown kernel switch"):
             _kernel_switches(bad)
