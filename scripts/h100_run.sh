@@ -23,6 +23,7 @@
 #            browser+native, then `ab KB PROF`, then (with the list) the GEMM kernels base/GEMM8
 #            and one native bench per VAR=VALUE; at most 8 result files, key figures at the end
 #   measure-native KB PROF ["VAR=VALUE ..."]  (carry .gl .whl) the same without the page
+#   quick KB  (carry .gl .whl) the matvec kernels per variant of KB, then the native bench
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
 #            the native ASR bench once more with VOXTRAL_ATTN_DECODE=all (stream A/B)
 # Results go to $OUT (one file per measurement, so a later failure keeps the earlier ones).
@@ -104,6 +105,17 @@ PY
       > "$OUT/profile.json" 2> "$OUT/profile.err"
     grep -v '^{' "$OUT/profile.err" | tail -12
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('decode_ms_per_step','encoder_ms','rtf')})" "$OUT/profile.json"
+    ;;
+  quick)  # (carry .gl .whl) the least device time: the matvec kernels per variant of $2, then the bench
+    setup_native
+    echo "== kernel_bench (matvec) $2"
+    timeout 100 python3 scripts/kernel_bench.py --only matvec --fused --reps 20 --variants "$2" > "$OUT/kernels_matvec.json" 2> /dev/null
+    python3 - "$OUT/kernels_matvec.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["rows"]:
+    print(f'{r["variant"]:16s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
+PY
+    bench_native
     ;;
   measure|measure-native)  # (measure: after the chr install; carry .cache/web-assets .gl .whl)
     # The figures of a session in one call, most needed first (a call cut short by the device
@@ -187,7 +199,7 @@ PY
     fi
     ;;
   *)
-    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure[-native] KB PROF ["VAR=VALUE ..."]|browser|browser+bench|browser+native|tts|all" >&2
+    echo "usage: bash scripts/h100_run.sh bench|native|kernels [ARGS]|ab KB PROF|measure[-native] KB PROF ["VAR=VALUE ..."]|quick KB|browser|browser+bench|browser+native|tts|all" >&2
     exit 2
     ;;
 esac
