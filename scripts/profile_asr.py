@@ -148,14 +148,8 @@ def apply_variant(k, spec: str) -> None:
             raise SystemExit(f"unknown variant part {t!r}")
 
 
-def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
-    """The whole-clip encoder's dispatches (recorded as they are submitted), replayed whole and by
-    kernel family: where the encoder's time goes."""
-    from voxtral.asr_bench import bench_clip
-    from voxtral.audio import log_mel, pad_for_offline
-    m = ASRModel(cfg, weights, ops)
-    mel = log_mel(pad_for_offline(bench_clip(seconds), cfg.audio), cfg.audio)
-    ops.to_host(m.audio_embeddings(mel[:, :8 * 48]))  # warm-up: pipelines, uploads
+def record_dispatches(ops, work) -> list:
+    """The dispatches `work()` submits (it runs as usual), in order, for replaying."""
     recorded = []
     run = ops.host.run
 
@@ -165,10 +159,26 @@ def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
 
     ops.host.run = recording_run
     try:
-        emb = m.audio_embeddings(mel)
-        ops.to_host(ops.rows(emb, emb.shape[0] - 1, emb.shape[0]))
+        work()
     finally:
         ops.host.run = run
+    return recorded
+
+
+def profile_encoder(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
+    """The whole-clip encoder's dispatches (recorded as they are submitted), replayed whole and by
+    kernel family: where the encoder's time goes."""
+    from voxtral.asr_bench import bench_clip
+    from voxtral.audio import log_mel, pad_for_offline
+    m = ASRModel(cfg, weights, ops)
+    mel = log_mel(pad_for_offline(bench_clip(seconds), cfg.audio), cfg.audio)
+    ops.to_host(m.audio_embeddings(mel[:, :8 * 48]))  # warm-up: pipelines, uploads
+
+    def whole_clip():
+        emb = m.audio_embeddings(mel)
+        ops.to_host(ops.rows(emb, emb.shape[0] - 1, emb.shape[0]))
+
+    recorded = record_dispatches(ops, whole_clip)
     total, families = replay_by_family(ops, recorded, reps, 2)
     return {"dispatches": len(recorded), "gpu_ms": total, "families": families}
 
@@ -183,18 +193,7 @@ def profile_prefill(ops, cfg, weights, seconds: float, reps: int = 3) -> dict:
     emb = m.audio_embeddings(mel[:, :8 * 48])
     DecoderSession(m, m.delay_tokens(), eos_id=-1).feed(emb)  # warm-up: pipelines, bind groups
     session = DecoderSession(m, m.delay_tokens(), eos_id=-1)
-    recorded = []
-    run = ops.host.run
-
-    def recording_run(seq, copies=()):
-        recorded.extend(seq)
-        return run(seq, copies)
-
-    ops.host.run = recording_run
-    try:
-        session.feed(ops.rows(emb, 0, len(session.prompt)))
-    finally:
-        ops.host.run = run
+    recorded = record_dispatches(ops, lambda: session.feed(ops.rows(emb, 0, len(session.prompt))))
     total, families = replay_by_family(ops, recorded, reps, 2)
     return {"rows": len(session.prompt), "dispatches": len(recorded), "gpu_ms": total, "families": families}
 

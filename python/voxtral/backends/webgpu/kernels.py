@@ -41,17 +41,6 @@ Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
 MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
 
-
-def _matvec_layout_flags(m: int, k: int) -> set:
-    """q4_matvec.wgsl's specialisations by shape: ONE_ROW for the decode step's single x row (one
-    accumulator per weight row); ALIGNED_ROWS when a weight row is an even number of 18-byte
-    blocks, so every row starts on a word and a block's word offsets are shared by all rows."""
-    flags = set()
-    if m == 1:
-        flags.add("ONE_ROW")
-    if (k // 32) % 2 == 0:
-        flags.add("ALIGNED_ROWS")
-    return flags
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -535,9 +524,7 @@ class Kernels:
                                    k_cache, v_cache)
                 return
             extra.update(self._rope_kv_bindings(x, w, out, rope_kv, flags))
-        flags.update(_matvec_layout_flags(x.rows, w.cols))
-        if "NIBBLES_V1" in self.extra_defines:  # A/B on the H100: session 14's kernel whole
-            flags.discard("ALIGNED_ROWS")
+        flags.update(self._matvec_layout_flags(x.rows, w.cols))
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         eps = float(norm[1]) if norm is not None else 0.0
         for block in w.blocks:
@@ -547,6 +534,18 @@ class Kernels:
             bindings = self._matmul_bindings(block, x, out, bias, residual, flags, params)
             bindings.update(extra)
             self._append(seq, pipeline, self._bind(pipeline, bindings), gx, gy)
+
+    def _matvec_layout_flags(self, m: int, k: int) -> set:
+        """q4_matvec.wgsl's specialisations by shape: ONE_ROW for the decode step's single x row
+        (one accumulator per weight row); ALIGNED_ROWS when a weight row is an even number of
+        18-byte blocks, so every row starts on a word and a block's word offsets are shared by all
+        rows (not with NIBBLES_V1, the A/B switch that compiles session 14's matvec whole)."""
+        flags = set()
+        if m == 1:
+            flags.add("ONE_ROW")
+        if (k // 32) % 2 == 0 and "NIBBLES_V1" not in self.extra_defines:
+            flags.add("ALIGNED_ROWS")
+        return flags
 
     def _rope_kv_bindings(self, x, w, out, rope_kv, flags: set) -> dict:
         """Bindings (and the flag) of q4_matvec's fused RoPE + ring cache write (ROPE_KV)."""
@@ -589,9 +588,7 @@ class Kernels:
         _require(out.dtype == "f32" and out.shape == (x.rows, f), f"q4_swiglu: out must be [{x.rows}, {f}]")
         flags = {"SWIGLU"}
         extra = self._norm_bindings(x, norm, flags)
-        flags.update(_matvec_layout_flags(x.rows, w.cols))
-        if "NIBBLES_V1" in self.extra_defines:  # A/B on the H100: session 14's kernel whole
-            flags.discard("ALIGNED_ROWS")
+        flags.update(self._matvec_layout_flags(x.rows, w.cols))
         pipeline = self._pipeline("q4_matvec.wgsl", "main", flags)
         block = w.blocks[0]
         gx, gy = self._grid(-(-f // 2))  # two features (four rows) per workgroup

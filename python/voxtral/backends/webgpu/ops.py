@@ -33,6 +33,8 @@ from .host import Copy
 from .kernels import MAX_M_MATVEC, GPUTensor, GPUWeight, Kernels
 from .resident import ResidentWeight, fused_weight, upload_resident, whole_weight
 
+PREFILL_ROWS_ENV = "VOXTRAL_PREFILL_ROWS"  # A/B switch: the prompt prefill in pieces of N rows
+
 # Rows a regular streaming step adds to an attention cache at most (the encoder gets up to
 # 32 tokens x 4 frames per chunk, the prompt 39 x 4): the GPU rings hold window + this - 1 rows so a
 # whole batch attends in one pass; larger batches are split.
@@ -130,7 +132,10 @@ class WebGPUOps:
         # A/B switch under measurement: the decoder's prompt prefill in pieces of this many rows
         # (<= 4: q4_matvec instead of the tiled GEMM, whose 64-row tiles a 39-row prompt fills
         # badly); 0 = the whole prompt at once
-        self.prefill_chunk_rows = int(os.environ.get("VOXTRAL_PREFILL_ROWS", "0") or 0)
+        rows = os.environ.get(PREFILL_ROWS_ENV, "0").strip() or "0"
+        if not rows.isdigit():
+            raise VoxtralError(f"{PREFILL_ROWS_ENV} must be a whole number of rows, not {rows!r}")
+        self.prefill_chunk_rows = int(rows)
 
     # ------------------------------------------------------------------------ memory
     def _alloc(self, shape, dtype: str = "f32", for_upload: bool = False) -> DeviceArray:
