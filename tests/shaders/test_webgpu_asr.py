@@ -69,6 +69,23 @@ def test_offline_replayed_steps_equal_numpy(ops, tiny):
     assert transcribe(ASRModel(cfg, w, ops), mel).tokens == ref, f"seed {SEED}"
 
 
+@pytest.mark.parametrize("rows", [4, 7])
+def test_prompt_prefill_in_pieces_equals_numpy(host, tiny, rows):
+    """VOXTRAL_PREFILL_ROWS: the prompt through the layers a few rows at a time (4: the matvec
+    instead of the tiled GEMM; 7: GEMM pieces) decides the same first token and logits as the
+    numpy backend's whole-prompt prefill (each piece attends to the earlier ones in the caches)."""
+    from voxtral.backends.webgpu.ops import WebGPUOps
+    cfg, w = tiny
+    mel = _mel(cfg, 2.0, SEED + 5)
+    ref = transcribe(ASRModel(cfg, w, NumpyOps()), mel, return_logits=True)
+    ops = WebGPUOps(host)
+    ops.prefill_chunk_rows = rows
+    got = transcribe(ASRModel(cfg, w, ops), mel, return_logits=True)
+    assert got.tokens == ref.tokens, f"seed {SEED}"
+    for a, b in zip(ref.logits, got.logits):
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), f"seed {SEED}"
+
+
 def test_next_session_reuses_caches_and_recorded_step(ops, tiny):
     """A dropped session hands its KV caches and recorded step to the next session of the same
     (ops, delay): no new recording, and the next clips' tokens still equal numpy's (stale cache
