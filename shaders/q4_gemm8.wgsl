@@ -5,55 +5,17 @@
 // memory bandwidth (128 B per clock and SM) caps the FMA rate at half the SM's (the encoder's
 // GEMMs ran at ~25 TFLOP/s f32 on the H100). With 8x8 it reads four vec4s per 64 FMAs.
 //
-// Layout and bindings: as q4_matmul.wgsl (weights, x, y, params, bias, residual; BIAS, RESIDUAL,
-// ACCUMULATE). Tiling: a workgroup of 64 invocations computes a 64x64 tile of Y; invocation
-// (tx, ty) = (li % 8, li / 8) owns rows {4ty, 32 + 4ty} + [0, 4) and columns {4tx, 32 + 4tx} +
-// [0, 4) of it. The K loop steps one Q4 block (32) at a time: invocation li stages X row li's 32
-// values and decodes W row li's block (scale + 16 bytes) into the shared tiles, stored k-major as
-// vec4 rows (2 x 8 KiB: the WebGPU default of 16 KiB). Dispatch: (ceil(n_rows/64), ceil(M/64)).
+// Layout, bindings, flags: q4_gemm_io.wgsl. Tiling: a workgroup of 64 invocations computes a
+// 64x64 tile of Y; invocation (tx, ty) = (li % 8, li / 8) owns rows {4ty, 32 + 4ty} + [0, 4) and
+// columns {4tx, 32 + 4tx} + [0, 4) of it. The K loop steps one Q4 block (32) at a time:
+// invocation li stages X row li's 32 values and decodes W row li's block (scale + 16 bytes) into
+// tile_gemm.wgsl's shared tiles (k-major vec4 rows, 2 x 8 KiB: the WebGPU default of 16 KiB);
+// its own inner product reads them. Dispatch: (ceil(n_rows/64), ceil(M/64)).
 
-struct Params {
-    M: u32,
-    n_rows: u32,
-    K: u32,
-    out_stride: u32,
-    out_col: u32,     // column of y written by this block's first row (view offset + row0)
-    bias_col: u32,    // bias index of this block's first row (row0)
-    _pad0: u32,
-    _pad1: u32,
-}
+// #include q4_gemm_io.wgsl   (Params, bindings 0-5, BLOCK_BYTES, write_out)
+// #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, x_tile, w_tile, put_x, put_w)
 
-const TILE: u32 = 64u;
-const TILE_K: u32 = 32u;
-const BLOCK_BYTES: u32 = 18u;
-
-@group(0) @binding(0) var<storage, read> weights: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-// #if BIAS
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-// #endif
-// #if RESIDUAL
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-// #endif
-
-var<workgroup> x_tile: array<vec4<f32>, 512>;  // [TILE_K][TILE/4]: (k, m) at [k*16 + m/4][m%4]
-var<workgroup> w_tile: array<vec4<f32>, 512>;  // [TILE_K][TILE/4]: (k, n) likewise
-
-// 16^k·(n - 8) for the nibbles of word q at bits 0, 8 (k = 0, 2: low half) and 16, 24, masked in
-// place (q4_matvec.wgsl's low/high_nibbles_scaled: fewer integer instructions than shifts);
-// multiplied by d·16^-k the products equal (n - 8)·d exactly.
-fn low_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {  // qq = (q, q, q >> 16, q >> 16)
-    let v = (qq & vec4<u32>(0xFu, 0xF00u, 0xFu, 0xF00u)) | vec4<u32>(0x4B000000u);
-    return bitcast<vec4<f32>>(v) - vec4<f32>(8388616.0, 8390656.0, 8388616.0, 8390656.0);
-}
-fn high_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {
-    let v = (qq & vec4<u32>(0xF0u, 0xF000u, 0xF0u, 0xF000u)) | vec4<u32>(0x4B000000u);
-    return bitcast<vec4<f32>>(v) - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8421376.0);
-}
-const D_LO = vec4<f32>(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
-const D_HI = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
+// #include q4_nibbles.wgsl   (low_nibbles_scaled, high_nibbles_scaled, NIB_LO, NIB_HI)
 
 // X row m (global), block kb -> x_tile column `row`; zeros past the last row
 fn stage_x(m: u32, kb: u32, row: u32) {
@@ -64,7 +26,7 @@ fn stage_x(m: u32, kb: u32, row: u32) {
             xv = x[base + v];
         }
         for (var c = 0u; c < 4u; c++) {
-            x_tile[(v * 4u + c) * 16u + row / 4u][row % 4u] = xv[c];
+            put_x(v * 4u + c, row, xv[c]);
         }
     }
 }
@@ -91,15 +53,15 @@ fn stage_w(n: u32, kb: u32, row: u32) {
             q[j] = select((ws[j] >> 16u) | (ws[j + 1u] << 16u), ws[j + 1u], odd);
         }
     }
-    let d_lo = d * D_LO;
-    let d_hi = d * D_HI;
+    let d_lo = d * NIB_LO;  // (n-8)·d exactly: see q4_nibbles.wgsl
+    let d_hi = d * NIB_HI;
     for (var j = 0u; j < 4u; j++) {
         let qq = vec4<u32>(q[j], q[j], q[j] >> 16u, q[j] >> 16u);
         let lo = low_nibbles_scaled(qq) * d_lo;    // elements 4j..4j+3
         let hi = high_nibbles_scaled(qq) * d_hi;   // elements 16+4j..16+4j+3
         for (var c = 0u; c < 4u; c++) {
-            w_tile[(4u * j + c) * 16u + row / 4u][row % 4u] = lo[c];
-            w_tile[(16u + 4u * j + c) * 16u + row / 4u][row % 4u] = hi[c];
+            put_w(4u * j + c, row, lo[c]);
+            put_w(16u + 4u * j + c, row, hi[c]);
         }
     }
 }
@@ -142,18 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var j = 0u; j < 4u; j++) {
                 let no = n0 + 4u * tx + 32u * c + j;
                 if (mo < p.M && no < p.n_rows) {
-                    let o = mo * p.out_stride + p.out_col + no;
-                    var v = acc[2u * i + c][j];
-                    // #if BIAS
-                    v += bias[p.bias_col + no];
-                    // #endif
-                    // #if RESIDUAL
-                    v = residual[o] + v;
-                    // #endif
-                    // #if ACCUMULATE
-                    v = y[o] + v;
-                    // #endif
-                    y[o] = v;
+                    write_out(mo, no, acc[2u * i + c][j]);
                 }
             }
         }

@@ -1,19 +1,7 @@
 // q4_matmul.wgsl — Y = X·Wᵀ (+ bias) (+ residual) for many rows of X (M > 4: encoder chunks,
 // prompt prefill), W kept in its raw GGUF Q4_0 bytes and dequantized tile by tile.
 //
-// Layout
-//   weights  array<u32>        raw Q4_0 bytes of W rows [row0, row0 + n_rows) (one row block of a
-//                              tensor split to fit a binding; r is local). Row r, block b at byte
-//                              (r*K/32 + b)*18: f16 scale d, 16 bytes with element j in the low
-//                              and j+16 in the high nibble of byte j; w = (nibble-8)*d.
-//                              >= 4 bytes of zero padding at the end.
-//   x        array<vec4<f32>>  [M, K] row-major, K % 32 == 0
-//   y        array<f32>        [M, out_stride]; writes y[m*out_stride + out_col + r]
-//                              (out_col = the output view's offset + row0)
-//   bias     array<f32>        [N], indexed by weight row (bias_col + local row)  (#if BIAS)
-//   residual array<f32>        same layout as y: y = residual + X·Wᵀ + b        (#if RESIDUAL)
-//   ACCUMULATE: y += X·Wᵀ + b in place
-// Bindings (group 0): 0 weights, 1 x, 2 y, 3 params (uniform), 4 bias, 5 residual
+// Layout, bindings, flags: q4_gemm_io.wgsl.
 //
 // Tiling: a workgroup of 256 computes a 64x64 tile of Y; each invocation a 4x4 sub-tile. The K
 // loop steps one Q4 block (32) at a time: X [64 x 32] and the dequantized W [64 x 32] go to
@@ -21,30 +9,8 @@
 // reads 4 consecutive rows/columns per k. Each W row's block is decoded by 4 invocations, one
 // nibble word (8 weights) each. Dispatch: (ceil(n_rows/64), ceil(M/64)).
 
-struct Params {
-    M: u32,
-    n_rows: u32,
-    K: u32,
-    out_stride: u32,
-    out_col: u32,     // column of y written by this block's first row (view offset + row0)
-    bias_col: u32,    // bias index of this block's first row (row0)
-    _pad0: u32,
-    _pad1: u32,
-}
-
+// #include q4_gemm_io.wgsl   (Params, bindings 0-5, BLOCK_BYTES, write_out)
 // #include tile_gemm.wgsl   (TILE = 64, TILE_K = 32, put_x, put_w, tile_accumulate)
-const BLOCK_BYTES: u32 = 18u;
-
-@group(0) @binding(0) var<storage, read> weights: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-// #if BIAS
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-// #endif
-// #if RESIDUAL
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-// #endif
 
 
 // One K step's global words for this invocation: X row m, elements 32kb + 8*load_part + [0, 8);
@@ -131,18 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var j = 0u; j < 4u; j++) {
             let no = n0 + 4u * tx + j;
             if (mo < p.M && no < p.n_rows) {
-                let o = mo * p.out_stride + p.out_col + no;
-                var v = acc[i][j];
-                // #if BIAS
-                v += bias[p.bias_col + no];
-                // #endif
-                // #if RESIDUAL
-                v = residual[o] + v;
-                // #endif
-                // #if ACCUMULATE
-                v = y[o] + v;
-                // #endif
-                y[o] = v;
+                write_out(mo, no, acc[i][j]);
             }
         }
     }

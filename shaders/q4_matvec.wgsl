@@ -131,30 +131,15 @@ var<workgroup> partial: array<vec4<f32>, SG_SLOTS * SUMS>;
 var<workgroup> partial: array<vec4<f32>, WG>;         // one row's partials at a time
 // #endif
 
-// (nibble - 8) as f32 without an int->float conversion (a quarter-rate instruction on NVIDIA):
-// OR the nibble into the mantissa of 2^23, then subtract 2^23 + 8. Exact.
+// #if NIBBLES_V1
+// (the A/B switch: session 14's decode) (nibble - 8) as f32 without an int->float conversion: OR
+// the nibble into the mantissa of 2^23, then subtract 2^23 + 8. Exact.
 fn nibbles_minus_8(v: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>((v & vec4<u32>(15u)) | vec4<u32>(0x4B000000u)) - 8388616.0;
 }
+// #endif
 
-// The same values with fewer integer instructions (the integer pipe, half the float rate on
-// NVIDIA, limited this kernel: ~21 integer ops per word and row). A nibble is masked where it
-// lies instead of shifted down: bits 4k..4k+3 of a 16-bit half OR'd into 2^23 give
-// 2^23 + 16^k·n, exact as its mantissa holds < 2^23; subtracting 2^23 + 16^k·8 leaves
-// 16^k·(n - 8). The x values it meets are pre-scaled by 16^-k (X_LO / X_HI, per slot, shared by
-// the rows): (16^k·(n-8))·(x·16^-k) is the same real number as (n-8)·x, so every product and
-// sum rounds exactly as before (for |x| >= 2^-114, where x·16^-k is still a normal float). Word q: elements 4j+[0..3] in the low nibbles of its bytes (bits
-// 0, 8, 16, 24: half-bits 0 and 8 of each half), elements 16+4j+[0..3] in the high nibbles.
-const X_LO = vec4<f32>(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
-const X_HI = vec4<f32>(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
-fn low_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {  // qq = (q, q, q >> 16, q >> 16)
-    let v = (qq & vec4<u32>(0xFu, 0xF00u, 0xFu, 0xF00u)) | vec4<u32>(0x4B000000u);
-    return bitcast<vec4<f32>>(v) - vec4<f32>(8388616.0, 8390656.0, 8388616.0, 8390656.0);
-}
-fn high_nibbles_scaled(qq: vec4<u32>) -> vec4<f32> {
-    let v = (qq & vec4<u32>(0xF0u, 0xF000u, 0xF0u, 0xF000u)) | vec4<u32>(0x4B000000u);
-    return bitcast<vec4<f32>>(v) - vec4<f32>(8388736.0, 8421376.0, 8388736.0, 8421376.0);
-}
+// #include q4_nibbles.wgsl   (low_nibbles_scaled, high_nibbles_scaled, NIB_LO, NIB_HI)
 
 // #if SWIGLU
 // local row r of workgroup wgi: gate rows 2wgi, 2wgi+1 (r = 0, 1), up rows of the same features
@@ -216,8 +201,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         // #endif
         // #if !NIBBLES_V1
         for (var m = 0u; m < MAX_M; m++) {
-            xa[m] *= X_LO;  // exact (powers of two): see low_nibbles_scaled
-            xb[m] *= X_HI;
+            xa[m] *= NIB_LO;  // exact (powers of two): see q4_nibbles.wgsl
+            xb[m] *= NIB_HI;
         }
         // #endif
         let slot_byte = b * BLOCK_BYTES;  // the block's byte within its row
