@@ -33,7 +33,7 @@ fn stage_x(m: u32, kb: u32, row: u32) {
 
 // W row n (local to the weight block), block kb, dequantized -> w_tile column `row`
 fn stage_w(n: u32, kb: u32, row: u32) {
-    var q: array<u32, 4>;
+    var q = array<u32, 4>();  // zeros past the last row (d = 0 there too)
     var d = 0.0;
     if (n < p.n_rows) {
         // the block's 18 bytes lie in 5 words from byte & ~3: scale then quants 2 bytes into the
