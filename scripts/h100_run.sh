@@ -20,8 +20,9 @@
 #   tts      (after the chr install; carry .cache/web-assets .gl .whl) the page's ?bench=tts on the
 #            full model, then `voxtral bench tts --preset full` natively
 #   measure KB PROF ["VAR=VALUE ..."]  (after the chr install; carry .cache/web-assets .gl .whl)
-#            browser+native, then `ab KB PROF`, then (with the list) the GEMM kernels base/GEMM8
-#            and one native bench per VAR=VALUE; at most 8 result files, key figures at the end
+#            most needed first: the page, the native bench, the matvec kernels per variant of KB,
+#            profile_asr per variant of PROF, (with the list) the GEMM kernels base/GEMM8 and one
+#            native bench per VAR=VALUE, transformers last; at most 8 result files, a summary
 #   measure-native KB PROF ["VAR=VALUE ..."]  (carry .gl .whl) the same without the page
 #   quick KB  (carry .gl .whl) the matvec kernels per variant of KB, then the native bench
 #   all      (after the chr install; carry .cache/web-assets .gl .whl) browser+native, then tts, then
@@ -40,6 +41,16 @@ setup_native() {
   setup_gl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
   export PYTHONPATH=$PWD/python:/tmp/site XDG_RUNTIME_DIR=/tmp
+}
+
+print_kernel_rows() {  # the rows of kernel_bench.py's JSON files ($@), one line each
+  python3 - "$@" <<'PY'
+import json, sys
+for f in sys.argv[1:]:
+    for r in json.load(open(f))["rows"]:
+        rate = f'{r["weight_gbs"]:7.1f} GB/s' if r["M"] == 1 else f'{r["tflops"]:6.2f} TFLOP/s'
+        print(f'{r["variant"]:28s} {r["shape"]:24s} M={r["M"]:<4d} {r["us"]:8.1f} us {rate} same={r["same_bits_as_first"]}')
+PY
 }
 
 bench_native() {
@@ -94,11 +105,7 @@ case "${1:-}" in
     setup_native
     echo "== kernel_bench (matvec) $2"
     timeout 240 python3 scripts/kernel_bench.py --only matvec --fused --variants "$2" > "$OUT/kernels.json" 2> "$OUT/kernels.err"
-    python3 - "$OUT/kernels.json" <<'PY'
-import json, sys
-for r in json.load(open(sys.argv[1]))["rows"]:
-    print(f'{r["variant"]:28s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
-PY
+    print_kernel_rows "$OUT/kernels.json"
     tail -2 "$OUT/kernels.err"
     echo "== profile_asr variants $3"
     timeout 300 python3 scripts/profile_asr.py --preset full --seconds 16 --no-encoder --variants "$3" \
@@ -110,11 +117,7 @@ PY
     setup_native
     echo "== kernel_bench (matvec) $2"
     timeout 100 python3 scripts/kernel_bench.py --only matvec --fused --reps 20 --variants "$2" > "$OUT/kernels_matvec.json" 2> /dev/null
-    python3 - "$OUT/kernels_matvec.json" <<'PY'
-import json, sys
-for r in json.load(open(sys.argv[1]))["rows"]:
-    print(f'{r["variant"]:16s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
-PY
+    print_kernel_rows "$OUT/kernels_matvec.json"
     bench_native
     ;;
   measure|measure-native)  # (measure: after the chr install; carry .cache/web-assets .gl .whl)
@@ -128,11 +131,7 @@ PY
     bench_native
     echo "== kernel_bench (matvec) $2"
     timeout 150 python3 scripts/kernel_bench.py --only matvec --fused --variants "$2" > "$OUT/kernels_matvec.json" 2> /dev/null
-    python3 - "$OUT/kernels_matvec.json" <<'PY'
-import json, sys
-for r in json.load(open(sys.argv[1]))["rows"]:
-    print(f'{r["variant"]:16s} {r["shape"]:24s} {r["us"]:8.1f} us {r["weight_gbs"]:7.1f} GB/s same={r["same_bits_as_first"]}')
-PY
+    print_kernel_rows "$OUT/kernels_matvec.json"
     echo "== profile_asr variants $3"
     timeout 200 python3 scripts/profile_asr.py --preset full --seconds 16 --variants "$3" > "$OUT/profile.json" 2> /dev/null
     python3 scripts/h100_summary.py "$OUT" | grep -A40 '^profile.json'
@@ -141,12 +140,7 @@ PY
       timeout 100 python3 scripts/kernel_bench.py --only matmul --variants base,GEMM8 > "$OUT/kernels_gemm.json" 2> /dev/null
       timeout 100 python3 scripts/kernel_bench.py --only matmul --decoder-gemm --m 39 --variants base,GEMM8 \
         > "$OUT/kernels_gemm39.json" 2> /dev/null
-      python3 - "$OUT/kernels_gemm.json" "$OUT/kernels_gemm39.json" <<'PY'
-import json, sys
-for f in sys.argv[1:]:
-    for r in json.load(open(f))["rows"]:
-        print(f'{r["variant"]:10s} {r["shape"]:10s} M={r["M"]} {r["us"]:8.1f} us {r["tflops"]:6.2f} TFLOP/s same={r["same_bits_as_first"]}')
-PY
+      print_kernel_rows "$OUT/kernels_gemm.json" "$OUT/kernels_gemm39.json"
       rm -f "$OUT/kernels_gemm39.json"
       i=0
       for e in $4; do  # one native bench per VAR=VALUE (space-separated list)

@@ -40,7 +40,6 @@ Q4_BLOCK = 32
 Q4_PAD_BYTES = 4   # the Q4 kernels read one word past an even block's end
 MAX_M_MATVEC = 4   # q4_matvec keeps M accumulators per lane
 MATVEC_ROWS_PER_GROUP = 4   # q4_matvec.wgsl ROWS
-
 ATTN_MAX_HEAD_DIM = 128
 ATTN_TARGET_GROUPS = 512     # split decode attention until about this many workgroups run
 ATTN_MIN_SPLIT_KEYS = 256    # ... but give each split at least this many keys
@@ -272,7 +271,8 @@ class Kernels:
         # attention_rows.wgsl for many query rows (the offline encoder, prompts); see attention()
         self.attn_rows = os.environ.get(ATTN_ROWS_ENV, "1") != "0"
         # q4_gemm8.wgsl (8x8 outputs per invocation) for the many-row Q4 GEMMs instead of
-        # q4_matmul.wgsl (4x4); VOXTRAL_GEMM8=1 (an A/B switch while it is measured)
+        # q4_matmul.wgsl (4x4); VOXTRAL_GEMM8=1 (an A/B switch while it is measured; the GEMM8
+        # define, as kernel_bench.py's variants name shader switches, selects it too)
         self.gemm8 = os.environ.get(GEMM8_ENV, "0") == "1"
 
     # ------------------------------------------------------------------ pipelines & binding
