@@ -1,5 +1,6 @@
 """The HTTPS dev server without a browser: Range/ETag, traversal refusal, 404/405, concurrency,
-model discovery (manifest reuse, hashing, demo model), the package zip and the certificate."""
+model discovery (the demo model; manifest checks: test_server_manifest.py), the package zip and the
+certificate."""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,7 @@ import pytest
 from voxtral.serve import build_config
 from voxtral.serve.app import ServerConfig, ServerThread, make_app
 from voxtral.serve.files import parse_range
-from voxtral.serve.models import discover_models, scan_model
+from voxtral.serve.models import discover_models
 from voxtral.serve.pkgzip import PackageZip
 from voxtral.serve.tls import ensure_certificate, server_ssl_context
 from voxtral.testmodel import make_test_model
@@ -210,22 +211,6 @@ def test_concurrent_downloads(env):
     assert len(env["cfg"].shard_requests) - before == len(jobs)
     status, _, body = request(env, "/api/stats")
     assert len(json.loads(body)["shard_requests"]) == len(env["cfg"].shard_requests)
-
-
-def test_manifest_json_reused_else_hashed_once(tmp_path):
-    d = tmp_path / "voxtral-q4-shards"
-    make_test_model("asr", str(d), fmt="shards", shard_bytes=SHARD_BYTES)
-    logs = []
-    e = scan_model(str(d), "m", "asr", False, str(tmp_path / "data"), logs.append)
-    assert logs == []  # manifest.json matched the files: nothing hashed
-    manifest = json.loads((d / "manifest.json").read_text())
-    assert [s.sha256 for s in e.shards] == [s["sha256"] for s in manifest["shards"]]
-    (d / "manifest.json").unlink()
-    e2 = scan_model(str(d), "m", "asr", False, str(tmp_path / "data"), logs.append)
-    assert [s.sha256 for s in e2.shards] == [s.sha256 for s in e.shards]
-    assert len(logs) == len(e.shards)  # hashed each shard once ...
-    scan_model(str(d), "m", "asr", False, str(tmp_path / "data"), logs.append)
-    assert len(logs) == len(e.shards)  # ... and the cache answers the second time
 
 
 def test_demo_model_when_no_real_weights(tmp_path):

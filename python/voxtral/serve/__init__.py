@@ -61,13 +61,13 @@ def _cmd_serve(args) -> int:
         _log(f"voxtral serve: model {m.id} ({m.kind}{', DEMO' if m.demo else ''}): "
              f"{len(m.shards)} shard(s), {m.total_size / 1e6:.1f} MB")
     if any(m.demo and m.kind == "asr" for m in cfg.models):
-        _log(f"voxtral serve: NOTE: no real weights under {mdir}/ (looked for voxtral-q4-shards/, "
+        _log(f"voxtral serve: NOTE: no usable real weights under {mdir}/ (looked for voxtral-q4-shards/, "
              "voxtral-tts-q4-shards/); offering a RANDOM-WEIGHT DEMO MODEL: its transcripts are noise.")
         for line in cfg.how_to_get_weights.splitlines():
             _log("voxtral serve: " + line)
     if any(m.demo and m.kind == "tts" for m in cfg.models):
         from voxtral.serve.models import HOW_TO_GET_TTS_SHARDS
-        _log(f"voxtral serve: NOTE: no TTS weights under {mdir}/ (looked for voxtral-tts-q4-shards/); "
+        _log(f"voxtral serve: NOTE: no usable TTS weights under {mdir}/ (looked for voxtral-tts-q4-shards/); "
              "offering a RANDOM-WEIGHT TTS DEMO MODEL: its speech is noise.")
         for line in HOW_TO_GET_TTS_SHARDS.splitlines():
             _log("voxtral serve: " + line)
