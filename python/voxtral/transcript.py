@@ -1,18 +1,29 @@
 """Transcript results and their output formats (text, JSON, SRT, WebVTT).
 
 Timing convention (ASR spec section 8): the first text token of a word, decided at output index k,
-marks the word's END at about (k - 1) * 80 ms of real audio (`token_times`). The model does not say
-when a word starts; we take the previous word's end, but at most MAX_WORD_S before its own end,
-so a word after a pause does not stretch over the silence.
+marks the word's END at about (k - 1) * 80 ms of real audio (`token_times`). The model emits one
+token per 80 ms step, so the rest of a word spelled over consecutive steps adds no audio time; when
+the model pauses inside a word (pad steps between its tokens) it was waiting to hear more of it, and
+the word ends that much later. So a word's end is its last token's time less one step for each of
+its tokens that followed the previous one directly (for a word emitted in one go: its first token's
+time, as the spec says).
+
+The model does not say when a word starts; we take the previous word's end, but at most MAX_WORD_S
+before its own end, so a word after a pause does not stretch over the silence. A run of text without
+spaces longer than MAX_WORD_S (a language written without spaces, or a random model's noise) is cut
+into pieces of at most MAX_WORD_S that keep their own times (`Word.joined` marks the continuations),
+so that no "word" swallows the rest of the transcript and its time.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 MAX_WORD_S = 1.0
 CUE_MAX_S = 6.0
 CUE_MAX_CHARS = 80
+TOKEN_S = 0.08  # one decoder step: 1280 samples at 16 kHz (ASR spec 8)
+_EPS = 1e-6  # token times are float products of TOKEN_S: ignore their last-bit noise
 
 
 @dataclass
@@ -20,6 +31,7 @@ class Word:
     word: str
     start: float
     end: float
+    joined: bool = False  # continues the previous word's text without a space (a cut run)
 
 
 @dataclass
@@ -31,8 +43,26 @@ class Transcript:
     info: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "tokens": self.tokens, "words": [asdict(w) for w in self.words],
+        words = [{"word": w.word, "start": w.start, "end": w.end} for w in self.words]
+        return {"text": self.text, "tokens": self.tokens, "words": words,
                 "timings": self.timings, **self.info}
+
+
+class _Run:
+    """The word being built: its text and what its end time needs."""
+
+    def __init__(self, joined: bool = False):
+        self.text, self.joined = "", joined
+        self.first_t = self.last_t = self.end = None  # set by the first visible token
+
+    def add(self, text: str, t: float, prev_end: float) -> None:
+        if self.first_t is None and text.strip():
+            self.first_t = self.last_t = t
+            self.end = max(t, prev_end)
+        elif self.first_t is not None:
+            self.end += max(0.0, t - self.last_t - TOKEN_S - _EPS)  # pad steps inside the word
+            self.last_t = max(self.last_t, t)
+        self.text += text
 
 
 def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -> list[Word]:
@@ -44,27 +74,26 @@ def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -
     if audio_s is not None:
         pieces = [(text, min(t, audio_s)) for text, t in pieces]
     words: list[Word] = []
-    cur, cur_end = "", 0.0
-    prev_end = 0.0
+    run = _Run()
     for text, t in pieces:
         if not text:
-            continue
-        if text[:1].isspace() and cur.strip():
-            words.append(_word(cur, prev_end, cur_end))
-            prev_end = words[-1].end
-            cur = ""
-        if not cur.strip():
-            cur_end = max(t, prev_end)  # the word's end is marked by its first text token
-        cur += text
-    if cur.strip():
-        words.append(_word(cur, prev_end, cur_end))
+            continue  # special tokens (pads, word marks) decode to nothing
+        if run.first_t is not None:
+            new_word = text[:1].isspace()
+            too_long = t - run.first_t > MAX_WORD_S + _EPS
+            if new_word or too_long:
+                words.append(_word(run, words[-1].end if words else 0.0))
+                run = _Run(joined=not new_word)
+        run.add(text, t, words[-1].end if words else 0.0)
+    if run.first_t is not None:
+        words.append(_word(run, words[-1].end if words else 0.0))
     return words
 
 
-def _word(text: str, prev_end: float, end: float) -> Word:
-    end = max(0.0, end)
+def _word(run: _Run, prev_end: float) -> Word:
+    end = max(0.0, run.end)
     start = max(prev_end, end - MAX_WORD_S, 0.0)
-    return Word(text.strip(), round(min(start, end), 3), round(end, 3))
+    return Word(run.text.strip(), round(min(start, end), 3), round(end, 3), run.joined)
 
 
 def to_text(tr: Transcript) -> str:
@@ -75,11 +104,17 @@ def to_json(tr: Transcript) -> str:
     return json.dumps(tr.to_dict(), ensure_ascii=False, indent=2)
 
 
+def _join(words: list[Word]) -> str:
+    """The words' text: a space between words, none inside a cut run."""
+    return "".join(("" if w.joined or i == 0 else " ") + w.word for i, w in enumerate(words))
+
+
 def _cues(words: list[Word]) -> list[tuple[float, float, str]]:
+    """Consecutive words grouped into subtitle cues of at most CUE_MAX_S seconds and CUE_MAX_CHARS
+    characters (a single longer word is a cue of its own)."""
     cues, cur = [], []
     for w in words:
-        if cur and (w.end - cur[0].start > CUE_MAX_S
-                    or len(" ".join(x.word for x in cur)) + len(w.word) + 1 > CUE_MAX_CHARS):
+        if cur and (w.end - cur[0].start > CUE_MAX_S or len(_join(cur + [w])) > CUE_MAX_CHARS):
             cues.append(cur)
             cur = []
         cur.append(w)
@@ -87,8 +122,8 @@ def _cues(words: list[Word]) -> list[tuple[float, float, str]]:
         cues.append(cur)
     out = []
     for c in cues:
-        start, end = c[0].start, max(c[-1].end, c[0].start + 0.08)
-        out.append((start, end, " ".join(x.word for x in c)))
+        start, end = c[0].start, max(c[-1].end, c[0].start + TOKEN_S)  # a cue lasts >= one step
+        out.append((start, end, _join(c)))
     return out
 
 
