@@ -68,9 +68,10 @@ class _Run:
 def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -> list[Word]:
     """pieces: (decoded text of one token, its time) in order -> words with start/end seconds.
 
-    A token whose text begins with whitespace starts a new word (Tekken tokens carry their
-    leading space). Times are clamped to the audio's length when it is given: tokens decided in
-    the right padding (after the audio ended) belong to its last moments."""
+    A token whose text begins with whitespace, or follows one that ends with it, starts a new
+    word (Tekken tokens carry their leading space). Times are clamped to the audio's length when it
+    is given: tokens decided in the right padding (after the audio ended) belong to its last
+    moments."""
     if audio_s is not None:
         pieces = [(text, min(t, audio_s)) for text, t in pieces]
     words: list[Word] = []
@@ -79,7 +80,7 @@ def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -
         if not text:
             continue  # special tokens (pads, word marks) decode to nothing
         if run.first_t is not None:
-            new_word = text[:1].isspace()
+            new_word = text[:1].isspace() or run.text[-1:].isspace()  # e.g. after a token "」\n\n"
             too_long = t - run.first_t > MAX_WORD_S + _EPS
             if new_word or too_long:
                 words.append(_word(run, words[-1].end if words else 0.0))
@@ -93,7 +94,9 @@ def group_words(pieces: list[tuple[str, float]], audio_s: float | None = None) -
 def _word(run: _Run, prev_end: float) -> Word:
     end = max(0.0, run.end)
     start = max(prev_end, end - MAX_WORD_S, 0.0)
-    return Word(run.text.strip(), round(min(start, end), 3), round(end, 3), run.joined)
+    # whitespace inside the text (a token such as "a\n\nb") becomes one space: a blank line would end
+    # an SRT/VTT cue early
+    return Word(" ".join(run.text.split()), round(min(start, end), 3), round(end, 3), run.joined)
 
 
 def to_text(tr: Transcript) -> str:

@@ -74,6 +74,10 @@ def test_whitespace_only_tokens_and_empty_pieces():
     # "word" gets its time from its first visible token; " " and "\n" separate words
     assert spans(group_words(pieces)) == [("word", 0.0, 0.8), ("b", 0.8, 1.04), ("c", 1.04, 1.2)]
     assert group_words([("", 1.0), ("   ", 2.0)]) == []
+    # a token ending in a line break ends its word; whitespace inside a token becomes one space
+    # (a blank line inside a cue would end it early in SRT/VTT)
+    pieces = [(" end.\n\n", t(10)), ("Next", t(11)), ("one\n\ntwo", t(12))]
+    assert spans(group_words(pieces)) == [("end.", 0.0, 0.8), ("Nextone two", 0.8, 0.88)]
 
 
 def test_times_clamped_to_the_audio():
