@@ -16,7 +16,10 @@ spec and says so here:
   as is.
 
 Numerics: the FM head runs in float64 on both sides (mlx forms its time embedding in float32, as
-the reference does; so do we). mlx has no float64 convolution, so for the float64 codec run the
+the reference does; so do we). Its codes are compared as they are; for the continuous ODE result
+before FSQ rounding (1e-10), mlx's float32-accurate exp/sigmoid/rsqrt in softmax, SiLU and RMSNorm
+are swapped for exact float64 ones written here, and mlx is given our time embedding (checked first
+to equal its own to float32 rounding). mlx has no float64 convolution, so for the float64 codec run the
 test swaps in float64 conv1d / conv_transpose1d primitives written here from PyTorch's definitions
 (every other part of mlx's codec, padding and trimming included, is mlx-audio's own code); its
 attention softmax still runs in float32, which bounds the agreement at ~1e-7.
@@ -29,12 +32,13 @@ import pytest
 from voxtral.backends import NumpyOps
 from voxtral.config import TTSConfig
 from voxtral.models.tts.codec import CodecDecoder, alibi_slopes
-from voxtral.models.tts.flow_matching import FlowMatchingHead
+from voxtral.models.tts.flow_matching import FlowMatchingHead, euler_timesteps, time_embedding
 from voxtral.testmodel import make_test_model
 from voxtral.tts_pipeline import TTSPipeline
 from voxtral.weights.loader import open_model
 
 mx = pytest.importorskip("mlx.core")
+nn = pytest.importorskip("mlx.nn")
 ah = pytest.importorskip("mlx_audio.tts.models.voxtral_tts.acoustic_head")
 at = pytest.importorskip("mlx_audio.tts.models.voxtral_tts.audio_tokenizer")
 vt = pytest.importorskip("mlx_audio.tts.models.voxtral_tts.voxtral_tts")
@@ -79,7 +83,15 @@ def mlx_fm(cfg: TTSConfig, weights, steps: int, alpha: float):
     return _load(ah.FlowMatchingAudioTransformer(args), w64, "acoustic_transformer.", mx.float64)
 
 
-@pytest.mark.parametrize("steps,alpha", [(7, 1.2), (3, 1.0), (4, 2.0)])
+def f64(x) -> "mx.array":
+    """A float64 mlx array (mx.array of a float64 ndarray would give float32)."""
+    return mx.array(np.asarray(x, dtype=np.float64), dtype=mx.float64)
+
+
+FM_CASES = [(7, 1.2), (3, 1.0), (4, 2.0)]  # (Euler steps, CFG alpha)
+
+
+@pytest.mark.parametrize("steps,alpha", FM_CASES)
 def test_flow_matching_codes_identical(tiny, monkeypatch, steps, alpha):
     """Semantic code and 36 FSQ codes per frame, same backbone hidden and same noise, float64."""
     mf, weights, cfg = tiny
@@ -88,18 +100,87 @@ def test_flow_matching_codes_identical(tiny, monkeypatch, steps, alpha):
     head = FlowMatchingHead(cfg, weights)
     rng = np.random.default_rng(SEED)
     noise = {}
-    monkeypatch.setattr(mx.random, "normal", lambda shape, *a, **k: mx.array(noise["x"].reshape(shape)))
+    monkeypatch.setattr(mx.random, "normal", lambda shape, *a, **k: f64(noise["x"].reshape(shape)))
     sem_seen = set()
     for f in range(40):
         h = rng.standard_normal((1, cfg.backbone.dim)) * rng.uniform(0.5, 4.0)
         noise["x"] = rng.standard_normal(cfg.n_acoustic_codebook)
-        want = np.array(ref.decode_one_frame(mx.array(h)))[0]
+        want = np.array(ref.decode_one_frame(f64(h)))[0]
         got_s = head.semantic_code(ops, ops.asarray(h))
         got_a = head.acoustic_codes(ops, ops.asarray(h), noise["x"], steps, alpha)
         assert got_s == want[0], f"frame {f}: semantic {got_s} vs {want[0]} (seed {SEED})"
         assert np.array_equal(got_a, want[1:]), f"frame {f}: acoustic codes differ (seed {SEED})"
         sem_seen.add(got_s)
     assert len(sem_seen) > 5, "the semantic head should pick varied codes on random hiddens"
+
+
+# mlx evaluates exp, sigmoid and rsqrt on float64 arrays only to float32 accuracy (mx.exp: ~1e-7
+# relative), so for the ODE comparison below its three nonlinearities are swapped for exact float64
+# ones (numpy, written here from their definitions); everything else is mlx-audio's own code.
+def _softmax_f64(x, axis=-1, **_):
+    a = np.array(x)
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return f64(e / e.sum(axis=axis, keepdims=True))
+
+
+def _silu_f64(x):
+    a = np.array(x)
+    return f64(a / (1.0 + np.exp(-a)))
+
+
+def _rms_norm_f64(x, weight, eps):
+    a = np.array(x)
+    return f64(a / np.sqrt((a * a).mean(axis=-1, keepdims=True) + eps) * np.array(weight))
+
+
+FM_STATE_TOL = 1e-10  # max |Δ| of the ODE's final state x (|x| ~ 1), float64 on both sides
+
+
+@pytest.mark.parametrize("steps,alpha", FM_CASES)
+def test_flow_matching_ode_state_float64(tiny, monkeypatch, steps, alpha):
+    """The continuous result of the Euler + CFG solve (`acoustic_values`, before FSQ rounding)
+    against mlx's x_t, per frame, in float64.
+
+    The codes above are coarse: FSQ rounds x to 21 levels, so an error that moves x by less than a
+    level's width mostly goes unseen (a CFG weight off by 1e-3 passed them). Here what is left is
+    float64 rounding (~1e-15 measured); a CFG weight off by 1e-6 already exceeds the tolerance.
+    Both sides must see the same time embedding for that: mlx evaluates cos/sin in float32, we
+    evaluate them in float64 of the same float32 argument, a 1-ulp difference (~4e-8, checked
+    first) that the network would carry into x at ~1e-7; mlx is given ours."""
+    mf, weights, cfg = tiny
+    ref = mlx_fm(cfg, weights, steps, alpha)
+    ops = NumpyOps(np.float64)
+    head = FlowMatchingHead(cfg, weights)
+    ts = euler_timesteps(steps)[:-1]
+    theirs = np.array(ref._time_embedding(mx.array(ts.astype(np.float32))))
+    assert np.abs(theirs - time_embedding(ts, cfg.flow.dim)).max() < 2e-7
+
+    monkeypatch.setattr(ah.TimeEmbedding, "__call__",
+                        lambda self, t: f64(time_embedding(np.array(t).reshape(-1), cfg.flow.dim)))
+    monkeypatch.setattr(mx, "softmax", _softmax_f64)
+    monkeypatch.setattr(nn, "silu", _silu_f64)
+    monkeypatch.setattr(mx.fast, "rms_norm", _rms_norm_f64)
+    noise = {}
+    monkeypatch.setattr(mx.random, "normal", lambda shape, *a, **k: f64(noise["x"].reshape(shape)))
+    # decode_one_frame's first mx.clip receives the ODE result x_t (it then clips it to [-1, 1] and
+    # rounds it to the FSQ levels): record that argument
+    real_clip, seen_x = mx.clip, []
+    monkeypatch.setattr(mx, "clip", lambda x, *a, **k: seen_x.append(np.array(x)) or real_clip(x, *a, **k))
+    rng = np.random.default_rng(SEED + 2)
+    worst = 0.0
+    for f in range(20):
+        h = rng.standard_normal((1, cfg.backbone.dim)) * rng.uniform(0.5, 4.0)
+        noise["x"] = rng.standard_normal(cfg.n_acoustic_codebook)
+        seen_x.clear()
+        ref.decode_one_frame(f64(h))
+        want = seen_x[0]
+        assert want.dtype == np.float64 and want.shape == (1, cfg.n_acoustic_codebook)
+        got = np.asarray(ops.to_host(head.acoustic_values(ops, ops.asarray(h), noise["x"], steps, alpha)))
+        err = float(np.abs(got - want).max())
+        assert err <= FM_STATE_TOL, f"frame {f}: ODE state max |Δ| {err:.3g} (seed {SEED})"
+        assert np.abs(want).max() > 0.1
+        worst = max(worst, err)
+    print(f"steps {steps}, alpha {alpha}: ODE state max |Δ| vs mlx {worst:.3g}")
 
 
 def _conv1d_f64(x, w, stride=1, padding=0):
