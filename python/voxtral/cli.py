@@ -15,21 +15,12 @@ from voxtral.errors import VoxtralError
 
 
 def _cmd_make_test_model(args) -> int:
+    from voxtral.prepare.shard import parse_size  # the same sizes as `voxtral shard --max-bytes`
     from voxtral.testmodel import make_test_model
     out = make_test_model(args.kind, args.out_dir, seed=args.seed, fmt=args.format, preset=args.preset,
-                          shard_bytes=_parse_bytes(args.shard_bytes), progress=not args.quiet)
+                          shard_bytes=parse_size(args.shard_bytes), progress=not args.quiet)
     print(out)
     return 0
-
-
-def _parse_bytes(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    t = text.strip().upper().rstrip("B")
-    mult = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    if t and t[-1] in mult:
-        return int(float(t[:-1]) * mult[t[-1]])
-    return int(t)
 
 
 def _cmd_tokenize(args) -> int:
@@ -61,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--format", choices=["mistral", "gguf", "shards"], default="mistral",
                    help="mistral: params.json + BF16 consolidated.safetensors + tekken.json; gguf: one "
-                        "Q4_0 .gguf; shards: that .gguf byte-split into shard-aa, shard-ab, ...")
+                        "Q4_0 .gguf holding the quantization of the very BF16 weights the mistral form "
+                        "has for the same --seed; shards: that .gguf byte-split into shard-aa, shard-ab, ...")
     m.add_argument("--preset", choices=["tiny", "full"], default="tiny",
-                   help="tiny: seconds on a CPU; full: the real dimensions (GBs; for GPU benchmarks)")
+                   help="tiny: seconds on a CPU; full: the real dimensions (GBs, minutes; for GPU benchmarks)")
     m.add_argument("--shard-bytes", default="512M", help="shard size for --format shards (default 512M)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=_cmd_make_test_model)

@@ -104,8 +104,7 @@ def test_asr_equals_the_project_test_gguf(asr, tmp_path):
     """make-test-model's GGUF (written by another path, from the generator's floats) holds the very
     same tensors: files made either way load identically."""
     src, out, _ = asr
-    ref = write_gguf("asr", str(tmp_path / "ref.gguf"), json.load(open(os.path.join(src, "params.json"))),
-                     SEED, quantize_random=False)
+    ref = write_gguf("asr", str(tmp_path / "ref.gguf"), json.load(open(os.path.join(src, "params.json"))), SEED)
     a, b = open_model(out), open_model(ref)
     for name in a.shapes:
         assert a._reader.read_raw(name) == b._reader.read_raw(name), name
@@ -137,15 +136,31 @@ def test_tts_types_and_voices(tts):
     assert n_q4 > 10
 
 
-def test_quantize_shard_load_round_trip(asr, tmp_path):
-    src, out, _ = asr
+@pytest.mark.parametrize("kind", ["asr", "tts"])
+def test_quantize_shard_load_round_trip(kind, request, tmp_path):
+    """quantize -> shard -> load: the shards hold the GGUF's tensors (and TTS voices), which are
+    gguf's Q4_0 of the BF16 source (F32 tensors and voices: its values)."""
+    src, out, _ = request.getfixturevalue(kind)
     split_file(out, str(tmp_path / "shards"), 100_003)  # tensors and the header cross shard boundaries
     g, s = open_model(out), open_model(str(tmp_path / "shards"), verify=True)
-    assert s.format == "shards" and s.params == g.params and s.tekken == g.tekken
-    for name in g.shapes:
+    bf16 = open_model(src)
+    assert s.format == "shards" and s.kind == kind and s.params == g.params == bf16.params
+    assert s.tekken == g.tekken == bf16.tekken
+    n_q4 = 0
+    for name in bf16.shapes:
         a, b = g.tensor(name), s.tensor(name)
         assert type(a) is type(b)
-        assert np.array_equal(a.raw, b.raw) if isinstance(a, Q4Tensor) else np.array_equal(a, b), name
+        if isinstance(a, Q4Tensor):
+            n_q4 += 1
+            assert np.array_equal(a.raw, b.raw), name
+            assert np.array_equal(b.raw, gguf.quants.quantize(bf16.tensor(name), Q4)), name
+        else:
+            assert np.array_equal(a, b) and np.array_equal(b, bf16.tensor(name)), name
+    assert n_q4 > 10
+    assert sorted(s.voices) == sorted(g.voices) == sorted(bf16.voices)
+    assert (len(s.voices) == 20) if kind == "tts" else not s.voices
+    for v in bf16.voices:
+        assert np.array_equal(s.voice(v), bf16.voice(v)), v
     joined = b"".join(open(tmp_path / "shards" / e, "rb").read() for e in sorted(os.listdir(tmp_path / "shards"))
                       if e.startswith("shard-"))
     assert joined == open(out, "rb").read()
@@ -215,7 +230,7 @@ def test_cli_transcribe_from_quantized_shards(asr, tmp_path):
 
 def test_errors(asr, tmp_path, monkeypatch):
     src, out, _ = asr
-    with pytest.raises(VoxtralError, match="is a ASR model, not TTS|is an? ASR model"):
+    with pytest.raises(VoxtralError, match="is an ASR model, not TTS"):
         quantize_model(src, str(tmp_path / "x.gguf"), "tts")
     with pytest.raises(VoxtralError, match="not a directory"):
         quantize_model(out, str(tmp_path / "x.gguf"), "asr")
@@ -258,6 +273,23 @@ def test_cli_quantize(asr, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "not TTS" in r.stderr
     h = subprocess.run([sys.executable, "-m", "voxtral", "quantize", "--help"], capture_output=True, text=True)
     assert "Q4_0" in h.stdout and "SRC_DIR" in h.stdout
+
+
+@pytest.mark.parametrize("where", ["/proc/x/y.gguf", "{file}/y.gguf", "{dir}"])
+def test_cli_quantize_to_an_unwritable_place(asr, tmp_path, where):
+    """One line and exit status 2 (no traceback): a folder that cannot be made, one under a file,
+    and an output path that is a directory."""
+    src, _, _ = asr
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    out = where.format(file=tmp_path / "afile", dir=tmp_path / "adir")
+    r = subprocess.run([sys.executable, "-m", "voxtral", "quantize", "asr", src, "-o", out, "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voxtral: error: ") and out in lines[0], r.stderr
+    assert not os.path.exists(out + ".tmp")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -154,6 +154,19 @@ def test_cli_shard_and_inspect_report(gguf_path, tmp_path):
     assert any("'shard-ac' listed in manifest.json is missing" in p for p in info["problems"])
 
 
+@pytest.mark.parametrize("where", ["/proc/x", "{file}/sub"])
+def test_cli_shard_to_an_unwritable_place(gguf_path, tmp_path, where):
+    """A folder that cannot be made (under /proc, under a file): one line, exit status 2."""
+    (tmp_path / "afile").write_text("x")
+    out = where.format(file=tmp_path / "afile")
+    r = subprocess.run([sys.executable, "-m", "voxtral", "shard", gguf_path, "-o", out, "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voxtral: error: cannot write shards to " + out), r.stderr
+
+
 def test_shard_errors_and_tokenizer_copy(gguf_path, tmp_path):
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"NOPE" + b"\0" * 100)

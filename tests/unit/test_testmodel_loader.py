@@ -63,6 +63,49 @@ def test_formats_load_with_expected_tensors(models):
     assert n_q4 > 5
 
 
+def test_wide_model_gguf_is_the_quantization_of_its_bf16_weights(tmp_path, monkeypatch):
+    """At full width too (dim >= 1024 once selected random Q4 blocks), the GGUF's Q4_0 tensors are
+    gguf's quantization of the BF16 tensors the Mistral form of the same seed holds, and its F32
+    tensors are those values. The GGUF is drawn in pieces of a few rows (here ~2 rows of 1024
+    columns, so pieces never align with the tensors), the Mistral form whole."""
+    import gguf
+    from voxtral import random_weights
+    from voxtral.presets import asr_params
+    from voxtral.testmodel import write_gguf
+    params = asr_params("tiny")
+    params.update({"dim": 1024, "n_layers": 1})
+    seed = int(np.random.default_rng().integers(0, 2**31))
+    write_mistral_dir("asr", str(tmp_path / "m"), params, seed)
+    monkeypatch.setattr(random_weights, "_CHUNK_ELEMS", 2 * 1024 + 96)
+    write_gguf("asr", str(tmp_path / "g.gguf"), params, seed)
+    m, g = open_model(tmp_path / "m"), open_model(tmp_path / "g.gguf")
+    assert g.params["dim"] == 1024
+    n_q4 = 0
+    for name in m.shapes:
+        bf16, q = m.tensor(name), g.tensor(name)
+        if isinstance(q, Q4Tensor):
+            n_q4 += 1
+            assert np.array_equal(q.raw, gguf.quants.quantize(bf16, gguf.GGMLQuantizationType.Q4_0)), name
+        else:
+            assert np.array_equal(q, bf16), name
+    assert n_q4 > 5
+
+
+def test_random_tensor_in_pieces_equals_one_draw(monkeypatch):
+    """random_tensor draws in pieces (bounded memory); the values must not depend on the piece
+    size, or the formats (and seeds written before) would disagree."""
+    from voxtral import random_weights
+    from voxtral.presets import asr_params, tts_params
+    seed = int(np.random.default_rng().integers(0, 2**31))
+    shapes = {**random_weights.model_shapes("asr", asr_params("tiny")),
+              **random_weights.model_shapes("tts", tts_params("tiny"))}
+    whole = {n: random_tensor(n, s, seed) for n, s in shapes.items()}  # every tiny tensor fits one piece
+    assert max(int(np.prod(s)) for s in shapes.values()) <= random_weights._CHUNK_ELEMS
+    monkeypatch.setattr(random_weights, "_CHUNK_ELEMS", 999)
+    for n, s in shapes.items():
+        assert np.array_equal(random_tensor(n, s, seed), whole[n]), n
+
+
 def test_against_gguf_reader(models):
     """Our GGUF view (names, PyTorch-order shapes, raw bytes) equals gguf's own reader."""
     import gguf
@@ -146,6 +189,43 @@ def test_missing_shard(models, tmp_path):
     os.remove(d / "shard-ab")
     with pytest.raises(ModelFormatError, match="shard-ab"):
         open_model(d)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "voxtral", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "shards", "--shard-bytes", "foo"], "bad size 'foo'"),
+    (["--format", "shards", "--shard-bytes", "0"], "must be positive"),
+    (["--out", "/proc/x"], "cannot write the test model to /proc/x"),
+    (["--out", "/proc/x", "--format", "gguf"], "cannot write the test model to /proc/x"),
+    (["--out", "{file}/sub", "--format", "shards"], "cannot write the test model to {file}/sub"),
+])
+def test_cli_make_test_model_user_errors(tmp_path, args, message):
+    """A bad --shard-bytes or an unwritable OUT_DIR: one line and exit status 2, no traceback."""
+    (tmp_path / "afile").write_text("x")
+    out = str(tmp_path / "m")
+    if args[0] == "--out":
+        out, args = args[1].format(file=tmp_path / "afile"), args[2:]
+    r = _cli("make-test-model", "asr", out, "--quiet", *args)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voxtral: error: "), r.stderr
+    assert message.format(file=tmp_path / "afile") in lines[0], r.stderr
+
+
+def test_cli_shard_bytes_takes_the_shard_command_sizes(tmp_path):
+    """--shard-bytes reads sizes as `voxtral shard --max-bytes` does (K/M/G binary)."""
+    r = _cli("make-test-model", "asr", str(tmp_path / "m"), "--format", "shards", "--shard-bytes", "100K",
+             "--quiet")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["shard_bytes"] == 102400
+    assert all(s["size"] == 102400 for s in manifest["shards"][:-1]) and len(manifest["shards"]) > 2
 
 
 def test_cli_make_and_tokenize(tmp_path, capsys):

@@ -141,6 +141,10 @@ def _read_text(path: str, what: str) -> str:
         raise ModelFormatError(f"{what} not found: {path}") from None
 
 
+def _a_kind(kind: str) -> str:
+    return "an ASR" if kind == "asr" else "a TTS"
+
+
 def plan(src_dir: str, kind: str | None = None):
     """Check the source and list what will be written: (model, items, params_text, tekken_text)."""
     from voxtral.weights.safetensors import SafetensorsFile
@@ -152,7 +156,7 @@ def plan(src_dir: str, kind: str | None = None):
         raise VoxtralError(f"{src_dir} holds a {model.format} model, which is already quantized; quantize "
                            f"takes the BF16 Mistral directory (params.json + consolidated.safetensors)")
     if kind is not None and model.kind != kind:
-        raise VoxtralError(f"{src_dir} is a {model.kind.upper()} model, not {kind.upper()}")
+        raise VoxtralError(f"{src_dir} is {_a_kind(model.kind)} model, not {kind.upper()}")
     if model.tekken is None:
         raise ModelFormatError(f"{src_dir}: no tekken.json; the GGUF must carry the tokenizer")
     st_path = os.path.join(src_dir, "consolidated.safetensors")
@@ -183,7 +187,10 @@ def quantize_model(src_dir: str, out_path: str, kind: str | None = None, progres
     t0 = time.perf_counter()
     model, items, params_text, tekken_text = plan(src_dir, kind)
     out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise VoxtralError(f"cannot create the folder {out_dir} for {out_path}: {e.strerror or e}") from None
     tmp = out_path + ".tmp"  # renamed when complete: an interrupted run leaves no half-written .gguf
     w = gguf.GGUFWriter(tmp, arch=ARCH[model.kind])
     w.add_name(os.path.basename(os.path.normpath(src_dir)))
@@ -214,11 +221,15 @@ def quantize_model(src_dir: str, out_path: str, kind: str | None = None, progres
             w.write_tensor_data(_StreamedTensor(it, src, bar))
         w.close()
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(Exception):  # the original error is the one worth reporting
             w.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with contextlib.suppress(OSError):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if isinstance(e, OSError):  # unwritable place, disk full, a vanished source: one line, no traceback
+            where = out_path if e.filename in (None, tmp) else e.filename  # tmp: our name, not the user's
+            raise VoxtralError(f"cannot quantize {src_dir} to {out_path}: {where}: {e.strerror or e}") from None
         raise
     finally:
         src.close()

@@ -80,8 +80,11 @@ def split_file(path: str, out_dir: str, max_bytes: int = DEFAULT_SHARD_BYTES, pr
     if max_bytes <= 0:
         raise VoxtralError("shard size must be positive")
     total = os.path.getsize(path)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".shard-tmp-", dir=out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".shard-tmp-", dir=out_dir)
+    except OSError as e:
+        raise VoxtralError(f"cannot write shards to {out_dir}: {e.strerror or e}") from None
     try:
         whole = hashlib.sha256()
         shards = []
