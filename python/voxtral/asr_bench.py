@@ -41,8 +41,11 @@ def bench_clip(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def random_asr_model(preset: str, seed: int = 0) -> tuple[ASRConfig, dict]:
-    """A random Q4 model of the preset's size in memory: the same tensors `voxtral make-test-model
-    asr --preset P --format gguf` writes for full-size models (random Q4 blocks)."""
+    """A random Q4 model of the preset's size in memory: random Q4 blocks drawn directly
+    (`random_weights`; seconds at full size, also inside Pyodide; as a file:
+    `testmodel.write_gguf(..., quantize_random=True)`), not the quantized BF16 weights
+    `voxtral make-test-model asr --format gguf` writes (minutes at full size). The same sizes and
+    types, so the same bytes per step."""
     params = asr_params(preset)
     return ASRConfig.from_params(params), dict(random_weights("asr", params, seed))
 

@@ -1,8 +1,9 @@
 """`voxtral bench asr`: the whole ASR pipeline on a random model, timed.
 
 By default the model is generated in memory and loaded tensor by tensor (`voxtral.asr_bench.bench_model`:
-the random Q4 blocks `make-test-model --preset full` writes, so the page's benchmark mode, which builds
-the same model inside Pyodide, runs on identical weights); `--model PATH` times a model file instead.
+random Q4 blocks drawn directly, so the page's benchmark mode, which builds the same model inside
+Pyodide, runs on identical weights; `make-test-model --format gguf` files hold the quantized BF16
+weights instead, of the same sizes and types); `--model PATH` times a model file instead.
 The passes and figures are `voxtral.asr_bench.time_asr`'s; this adds the host's: backend, adapter,
 roofline fraction, load time, peak host and GPU memory.
 """

@@ -34,29 +34,56 @@ def _gain(name: str) -> float:
     return 0.5
 
 
+# Values are drawn in pieces of about this many: the float64 draws and the BF16 rounding then need
+# a few MB, not 8x the tensor (3.2 GB for the full ASR embedding). numpy's Generator draws each
+# value from the stream in order, so pieces give exactly the values one whole-tensor draw gives.
+_CHUNK_ELEMS = 1 << 20
+
+
+def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...], n: int) -> np.ndarray:
+    """The next n values (float64) of tensor `name`'s distribution, which depends on its role."""
+    if name.endswith("cluster_usage"):
+        return rng.uniform(1.0, 100.0, size=n)  # EMA counts: positive
+    if name.endswith("embedding_sum"):
+        return rng.standard_normal(n) * 5.0
+    if name.endswith("original0"):
+        return rng.uniform(0.5, 1.5, size=n)  # weight-norm gains: positive
+    if name.endswith(("attention_scale", "ffn_scale")):
+        return 0.1 + 0.05 * rng.standard_normal(n)  # LayerScale
+    if len(shape) == 1 and "norm" in name:
+        return 1.0 + 0.1 * rng.standard_normal(n)
+    if len(shape) == 1:
+        return 0.05 * rng.standard_normal(n)  # biases
+    fan_in = int(np.prod(shape[1:]))
+    return rng.standard_normal(n) * (_gain(name) / math.sqrt(fan_in))
+
+
+def random_tensor_rows(name: str, shape: tuple[int, ...], seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`random_tensor` in pieces: (first row, float32 [r, shape[-1]]) over the rows of the tensor
+    seen as [prod(shape[:-1]), shape[-1]], in order; the pieces together equal random_tensor."""
+    cols = int(shape[-1])
+    rows = math.prod(shape[:-1])
+    step = max(1, _CHUNK_ELEMS // max(cols, 1))
+    rng = _rng(seed, name)
+    for r0 in range(0, rows, step):
+        r = min(step, rows - r0)
+        x = _draw(rng, name, shape, r * cols).astype(np.float32)
+        yield r0, bf16_bits_to_f32(f32_to_bf16_bits(x)).reshape(r, cols)
+
+
 def random_tensor(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
     """A BF16-representable float32 tensor with trained-network-like scale for its role."""
-    rng = _rng(seed, name)
-    if name.endswith("cluster_usage"):
-        x = rng.uniform(1.0, 100.0, size=shape)  # EMA counts: positive
-    elif name.endswith("embedding_sum"):
-        x = rng.standard_normal(shape) * 5.0
-    elif name.endswith("original0"):
-        x = rng.uniform(0.5, 1.5, size=shape)  # weight-norm gains: positive
-    elif name.endswith(("attention_scale", "ffn_scale")):
-        x = 0.1 + 0.05 * rng.standard_normal(shape)  # LayerScale
-    elif len(shape) == 1 and "norm" in name:
-        x = 1.0 + 0.1 * rng.standard_normal(shape)
-    elif len(shape) == 1:
-        x = 0.05 * rng.standard_normal(shape)  # biases
-    else:
-        fan_in = int(np.prod(shape[1:]))
-        x = rng.standard_normal(shape) * (_gain(name) / math.sqrt(fan_in))
-    return bf16_bits_to_f32(f32_to_bf16_bits(x.astype(np.float32))).reshape(shape)
+    cols = int(shape[-1])
+    out = np.empty((math.prod(shape[:-1]), cols), dtype=np.float32)
+    for r0, piece in random_tensor_rows(name, shape, seed):
+        out[r0:r0 + piece.shape[0]] = piece
+    return out.reshape(shape)
 
 
 def random_q4_raw(name: str, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Random Q4_0 blocks directly (full-size models, where quantizing 4.4 B floats would take long).
+    """Random Q4_0 blocks directly, for the benchmarks' in-memory models (`random_weights`): about
+    100x faster than drawing 4.4 B floats and quantizing them, which matters most inside Pyodide.
+    Not the quantization of `random_tensor` (`make-test-model --format gguf` writes that one).
 
     Uniform nibbles give values (n-8)*d with std ~4.6 d; d is set for the std random_tensor gives
     (gain/sqrt(fan_in)), so a Q4 model decodes like the float one of the same seed."""
@@ -81,8 +108,8 @@ def model_shapes(kind: str, params: dict) -> dict[str, tuple[int, ...]]:
 
 def random_weights(kind: str, params: dict, seed: int = 0) -> Iterator[tuple[str, object]]:
     """(name, value) for every tensor of the model, in layout order: Q4_0 candidates as Q4Tensor
-    of random blocks (exactly what `write_gguf(..., quantize_random=True)` stores), the rest as
-    float32 arrays. One tensor at a time, so a caller can upload and drop each."""
+    of random blocks (`random_q4_raw`: what `write_gguf(..., quantize_random=True)` stores), the
+    rest as float32 arrays (`random_tensor`). One tensor at a time, so a caller can upload and drop each."""
     for name, shape in model_shapes(kind, params).items():
         if is_q4_candidate(name, shape):
             yield name, Q4Tensor(shape, random_q4_raw(name, shape, seed))

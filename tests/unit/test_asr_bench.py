@@ -1,5 +1,5 @@
 """`voxtral bench asr` and its shared core (voxtral.asr_bench) on the numpy backend: the in-memory
-random model is byte-identical to the GGUF `make-test-model` writes, every figure is present, and
+random model is byte-identical to the GGUF `write_gguf(quantize_random=True)` writes, every figure is present, and
 the tokens of both passes are those of the offline reference decode of the same model and clip."""
 from __future__ import annotations
 
