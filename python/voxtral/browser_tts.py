@@ -44,7 +44,7 @@ class TTSSession:
         if mf.tekken is None and tekken_json:
             mf.tekken = json.loads(tekken_json)
         if mf.kind != "tts":
-            raise VoxtralError(f"{name} is a {mf.kind.upper()} model; the speech tab needs a TTS model")
+            raise VoxtralError(f"{name} is an {mf.kind.upper()} model; the speech tab needs a TTS model")
         ops = None
         if backend == "webgpu":
             if kernels is None:

@@ -191,7 +191,7 @@ def _model_from_gguf(gg, path: str, fmt: str, side_dir: str) -> ModelFiles:
         kind = detect_kind(params)
         if md.get(KEY_KIND) not in (None, kind):
             raise ModelFormatError(f"{path}: GGUF metadata {KEY_KIND}={str(md.get(KEY_KIND))[:20]!r} "
-                                   f"but its params describe a {kind.upper()} model")
+                                   f"but its params describe {'an ASR' if kind == 'asr' else 'a TTS'} model")
     elif any(n.startswith(ASR_PREFIX) for n in gg.tensors):
         # The community Q4 file carries no metadata the Rust loader read: assume the published
         # ASR hyper-parameters (its tensor shapes are checked against them below).
