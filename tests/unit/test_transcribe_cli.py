@@ -4,6 +4,7 @@ The reference is the offline decode loop run directly on the spec's padding + lo
 CLI goes through the streaming chunker and the file/shard readers instead)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,19 @@ def clip(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """8 s (over the CLI's 5 s progress-bar threshold) of the same kind of signal, 16 kHz mono."""
+    sr = 16000
+    rng = np.random.default_rng()
+    t = np.arange(8 * sr) / sr
+    phase = 2 * np.pi * np.cumsum(rng.uniform(110, 170) + 30 * np.sin(2 * np.pi * 0.7 * t)) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 12)) * 0.2 * (np.sin(2 * np.pi * 1.3 * t) > -0.3)
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    write_wav(str(path), (x + 0.01 * rng.standard_normal(len(t))).astype(np.float32), sr)
+    return str(path)
+
+
 def reference_tokens(model_path, audio_path, delay_ms=None):
     mf = open_model(model_path)
     cfg = ASRConfig.from_params(mf.params, mf.tokenizer().audio_config)
@@ -80,7 +94,9 @@ def test_cli_json_equals_offline_reference(asr_models, clip, fmt):
 
 
 def test_gguf_equals_shards_and_close_to_bf16(asr_models, clip):
-    """Q4 GGUF and its shards decode identically; the BF16 model agrees to the quantization error."""
+    """Q4 GGUF and its shards decode identically; the BF16 model agrees to the quantization error.
+    (That the GGUF is exactly the BF16 model after gguf's Q4_0 round trip, encoder to tokens:
+    tests/oracle/test_asr_model_forms.py.)"""
     g = reference_tokens(asr_models["gguf"], clip)
     s = reference_tokens(asr_models["shards"], clip)
     assert g == s
@@ -121,6 +137,79 @@ def test_cli_stream_prints_same_text(asr_models, clip):
     b = run_cli("transcribe", clip, "--model", asr_models["mistral"], "--quiet", "--stream")
     assert a.returncode == b.returncode == 0
     assert a.stdout.strip() == b.stdout.strip()
+
+
+def buffered_env() -> dict:
+    """The environment without PYTHONUNBUFFERED, so that a pipe gets Python's default block
+    buffering, as a user's pipe would: output arrives early only if the CLI flushes it."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+BAR = re.compile(r"\rtranscribing:[^\r]*?([\d.]+)/([\d.]+) \[[^\]\r]*\]")  # one tqdm redraw
+
+
+def test_cli_stream_prints_text_while_transcribing(asr_models, long_clip):
+    """--stream writes text as it is decided, not at the end. stdout and stderr share one pipe here,
+    so the bytes are in the order they were written: text must appear between progress-bar redraws
+    that report less than the whole clip done, i.e. while the process was still transcribing (no
+    timing involved). Without a terminal the bar shows only with --progress."""
+    p = subprocess.Popen([sys.executable, "-m", "voxtral", "transcribe", long_clip, "--model",
+                          asr_models["mistral"], "--backend", "numpy", "--stream", "--progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         env=buffered_env())
+    out = p.communicate(timeout=600)[0].decode("utf-8", errors="replace")
+    assert p.returncode == 0, out
+    redraws = list(BAR.finditer(out))
+    assert redraws and float(redraws[-1].group(1)) == float(redraws[-1].group(2)) == 8.0, out
+    # the text written after each redraw, up to the next one (tqdm pads a redraw that got shorter
+    # with spaces, so whitespace is left out of the comparison)
+    after = [(float(m.group(1)), out[m.end():n.start()]) for m, n in zip(redraws, redraws[1:])]
+    early = [text for done, text in after if done < 8.0 and text.strip()]
+    assert len(early) >= 2, f"text came in {len(early)} writes before the end (seed {SEED}): {out!r}"
+    tok = open_model(asr_models["mistral"]).tokenizer()
+    text = tok.decode(reference_tokens(asr_models["mistral"], long_clip))
+    assert "".join(text.split()).startswith("".join("".join(early).split()))
+
+
+def run_on_terminal(*args):
+    """`voxtral ARGS` with stderr on an 80-column pseudo-terminal (what a user at a shell has):
+    rc, stderr. (A terminal of 0 columns, a fresh pty's size, gets an empty bar from tqdm.)"""
+    termios = pytest.importorskip("termios")
+    import fcntl
+    import struct
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "voxtral", *args], stdout=subprocess.DEVNULL,
+                             stderr=slave, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(slave)
+    seen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the terminal's other end has closed it
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        p.wait(timeout=600)
+    return p.returncode, seen.decode("utf-8", errors="replace")
+
+
+def test_progress_bar_on_a_terminal_for_clips_over_5_s(asr_models, clip, long_clip):
+    """The bar shows by itself when stderr is a terminal and the clip is longer than 5 s; not for a
+    shorter clip, nor with --quiet. (Not on a terminal: only with --progress, tested above.)"""
+    model = ["--model", asr_models["mistral"], "--backend", "numpy"]
+    rc, err = run_on_terminal("transcribe", long_clip, *model)
+    assert rc == 0 and "transcribing:" in err and "8.0/8.0" in err, err
+    rc, err = run_on_terminal("transcribe", clip, *model)  # 3.3 s
+    assert rc == 0 and "transcribing" not in err, err
+    rc, err = run_on_terminal("transcribe", long_clip, *model, "--quiet")
+    assert rc == 0 and "transcribing" not in err, err
 
 
 def test_cli_delay_option(asr_models, clip):

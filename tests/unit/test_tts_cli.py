@@ -6,6 +6,7 @@ streaming codec, so both runs compute the same samples; the stream writer must t
 same bytes as `encode_wav`)."""
 import json
 import os
+import re
 import subprocess
 import sys
 import wave
@@ -118,3 +119,72 @@ def test_demo_model_when_no_weights(tmp_path):
     assert "mistralai/Voxtral-4B-TTS-2603" in r.stderr
     assert os.path.exists(tmp_path / "models" / "demo-tts-tiny" / "params.json")
     read(tmp_path / "demo.wav")
+
+
+def buffered_env() -> dict:
+    """The environment without PYTHONUNBUFFERED, so that a pipe gets Python's default block
+    buffering, as a user's pipe would: output arrives early only if the CLI flushes it."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+def _small_pipe():
+    """(read fd, write fd) of a pipe, shrunk to 16 KiB where Linux allows, and its capacity."""
+    r, w = os.pipe()
+    try:
+        import fcntl
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 16384)
+        size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    except (ImportError, AttributeError, OSError):
+        size = 65536  # Linux's default; other systems' are not larger
+    return r, w, size
+
+
+def test_stream_to_stdout_arrives_in_chunks_during_generation(models, tmp_path):
+    """`speak --stream --out -` (the way to play live; a file given to --out appears complete at the
+    end) writes the WAV header, then each decoded chunk, while generating. stdout and stderr share
+    one pipe here, so the order of the bytes is the order of the writes: the first 0.40 s chunk
+    (5 frames, `--stream`'s help) comes before the CLI's progress line for it, and both before the
+    rest of the audio. When that first line arrives the process must still be running: the audio
+    still to come is larger than the pipe, which nobody reads meanwhile, so the process cannot
+    have finished (no sleeping or timing involved)."""
+    args = ["speak", TEXT, "--voice", "ar_male", "--seed", "1", "--model", models["mistral"], "--backend", "numpy"]
+    assert main(args + ["--quiet", "--out", str(tmp_path / "plain.wav")]) == 0
+    plain = (tmp_path / "plain.wav").read_bytes()
+    r, w, pipe_size = _small_pipe()
+    p = subprocess.Popen([sys.executable, "-m", "voxtral", *args, "--stream", "--out", "-"],
+                         stdout=w, stderr=w, stdin=subprocess.DEVNULL, env=buffered_env())
+    os.close(w)
+    data, line = b"", re.compile(rb"voxtral: ([\d.]+) s of audio after [\d.]+ s\n")
+    try:
+        while not line.search(data, 44):
+            chunk = os.read(r, 4096)
+            assert chunk, f"no progress line before the end: {data[-300:]!r}"
+            data += chunk
+        running = p.poll() is None
+        read_then = len(data)
+        while chunk := os.read(r, 65536):
+            data += chunk
+    finally:
+        os.close(r)
+        p.wait(timeout=300)
+    assert p.returncode == 0, data[-500:]
+    # the header of a WAV streamed to a pipe: sizes 0xFFFFFFFF ("until the end")
+    assert data[:4] == b"RIFF" and data[4:8] == b"\xff" * 4 and data[36:44] == b"data\xff\xff\xff\xff"
+    assert data[8:36] == plain[8:36]
+    # split the stream into PCM pieces and the progress lines that follow each one
+    pcm, pos, reported = [], 44, []
+    for m in line.finditer(data, 44):
+        pcm.append(data[pos:m.start()])
+        reported.append(float(m.group(1)))
+        pos = m.end()
+    final = re.compile(rb"voxtral: wrote stdout: ([\d.]+) s of 24 kHz audio \((\d+) frames\)").match(data, pos)
+    assert final and data[final.end():].count(b"\n") == 1, data[pos:]
+    assert len(pcm[0]) == 5 * 1920 * 2 and reported[0] == 0.4  # the first chunk: 5 frames of 1920 samples
+    assert len(pcm) >= 3 and reported == sorted(reported)
+    sizes = np.cumsum([len(c) for c in pcm])
+    assert list(sizes) == [round(s * 24000) * 2 for s in reported]  # each line after its audio
+    assert b"".join(pcm) == plain[44:]  # the same samples as the plain run
+    assert float(final.group(1)) == reported[-1] and int(final.group(2)) * 1920 * 2 == sizes[-1]
+    # when the first line came, more than a pipe's worth of audio was still to be written
+    assert len(data) - read_then > pipe_size
+    assert running, "the process had finished before its first chunk was read"
