@@ -32,7 +32,11 @@ const state = {
 };
 const worker = new Worker('/worker.js');
 let rec = null;          // {stream, ctx, node, src}
-let pendingFile = null;  // {name, bytes} of a WAV being read by Python (to retry via decodeAudioData)
+let pendingFile = null;  // the WAV File being read by Python (to retry via decodeAudioData)
+// Files other than WAV are decoded whole by the browser (decodeAudioData holds the file and its
+// decoded samples, at the file's rate, at once), so they are refused above this size with a message
+// instead of exhausting the tab's memory; a WAV of any length is read piece by piece.
+const MAX_DECODE_BYTES = 64 * 2 ** 20;
 const waiters = {};      // id -> resolve, for worker replies
 
 // ---------------------------------------------------------------- small helpers
@@ -483,21 +487,28 @@ async function saveRecording() {
 
 // ---------------------------------------------------------------- files
 
-function isWav(bytes) {
-  const h = new Uint8Array(bytes, 0, Math.min(12, bytes.byteLength));
+async function isWav(file) {
+  const h = new Uint8Array(await file.slice(0, 12).arrayBuffer());
   const s = (a, b) => String.fromCharCode(...h.slice(a, b));
   return h.length >= 12 && (s(0, 4) === 'RIFF' || s(0, 4) === 'RF64') && s(8, 12) === 'WAVE';
 }
 
-async function decodeInBrowser(name, bytes) {
+async function decodeInBrowser(file) {
+  if (file.size > MAX_DECODE_BYTES) {
+    throw new Error(`"${file.name}" is too large for the browser's audio decoder (${fmtBytes(file.size)}; `
+      + `files other than WAV are decoded whole, up to ${fmtBytes(MAX_DECODE_BYTES)}). Convert it to WAV, `
+      + `which is read piece by piece whatever its length (ffmpeg -i "${file.name}" -ac 1 -ar 16000 out.wav), `
+      + 'or use voxtral transcribe');
+  }
   // decodeAudioData resamples to the context's rate: a 16 kHz offline context gives what we need.
   const ctx = new OfflineAudioContext(1, 1, 16000);
   let audio;
   try {
-    audio = await ctx.decodeAudioData(bytes.slice(0));
+    audio = await ctx.decodeAudioData(await file.arrayBuffer());
   } catch (e) {
-    throw new Error(`"${name}" could not be decoded as audio by this browser (not an audio file, or an unsupported format)`);
+    throw new Error(`"${file.name}" could not be decoded as audio by this browser (not an audio file, or an unsupported format)`);
   }
+  if (audio.numberOfChannels === 1) return audio.getChannelData(0);  // no second copy
   const n = audio.length;
   const mono = new Float32Array(n);
   for (let c = 0; c < audio.numberOfChannels; c++) {
@@ -518,8 +529,7 @@ async function handleFile(file) {
     showMessage('warn', 'Busy: wait for the current transcription to finish.', 'file');
     return;
   }
-  const bytes = await file.arrayBuffer();
-  if (bytes.byteLength === 0) {
+  if (file.size === 0) {
     showMessage('error', `"${file.name}" is empty.`, 'file');
     return;
   }
@@ -531,13 +541,21 @@ async function handleFile(file) {
   $('file-fill').style.width = '0%';
   $('file-fill').className = 'fill';
   updateButtons();
-  if (isWav(bytes)) {
-    pendingFile = { name: file.name, bytes: bytes.slice(0) };
-    worker.postMessage({ type: 'transcribeFile', name: file.name, bytes }, [bytes]);
+  let wav;
+  try {
+    wav = await isWav(file);
+  } catch (e) {
+    failFile(`"${file.name}" could not be read (${e.message})`);
+    return;
+  }
+  if (wav) {
+    // the File itself goes to the worker (no copy): Python reads it in pieces
+    pendingFile = file;
+    worker.postMessage({ type: 'transcribeFile', name: file.name, file });
     return;
   }
   try {
-    const samples = await decodeInBrowser(file.name, bytes);
+    const samples = await decodeInBrowser(file);
     worker.postMessage({ type: 'transcribeSamples', name: file.name, samples }, [samples.buffer]);
   } catch (e) {
     failFile(e.message);
@@ -557,9 +575,9 @@ async function onFileError(msg) {
   // A WAV that Python cannot read (a compressed encoding, say): let the browser try it.
   const p = pendingFile;
   pendingFile = null;
-  if (p) {
+  if (p && p.size <= MAX_DECODE_BYTES) {
     try {
-      const samples = await decodeInBrowser(p.name, p.bytes);
+      const samples = await decodeInBrowser(p);
       worker.postMessage({ type: 'transcribeSamples', name: p.name, samples }, [samples.buffer]);
       return;
     } catch (e) { /* fall through to Python's message, which names the problem */ }

@@ -9,9 +9,11 @@
 //                                                    WebGPU self-test to fail (tests the fallback);
 //                                                    subgroups false: kernels without subgroup ops
 //   {type:'load', model}                             model = one entry of /api/info's "models"
-//   {type:'transcribeFile', name, bytes}             WAV bytes: read + resampled by Python, as the CLI does
+//   {type:'transcribeFile', name, file}              a WAV File: Python reads it piece by piece (through
+//                                                    FileReaderSync) and resamples it as the CLI does
 //   {type:'transcribeSamples', name, samples}        Float32Array at 16 kHz (decodeAudioData output)
-//   {type:'liveStart'} {type:'liveAudio', samples} {type:'liveStop'}
+//   {type:'liveStart', keep} {type:'liveAudio', samples} {type:'liveStop'}
+//                                                    keep false: no copy of the received audio
 //   {type:'getReceivedAudio'}                        the 16 kHz samples the live session received
 //   {type:'bench', kind:'asr', preset, seconds, bandwidth}  benchmark mode: `voxtral bench asr` (or,
 //   {type:'bench', kind:'tts', preset, frames}              kind 'tts', `bench tts`) on a random model
@@ -262,13 +264,19 @@ function onProgressCallback() {
   };
 }
 
+// A File read by byte ranges on demand, so an hours-long WAV is never held whole: neither here nor
+// in the wasm heap (2 GiB at most), where Python decodes one second at a time.
+function fileReader(file) {
+  const sync = new FileReaderSync();
+  return { size: file.size, read: (offset, n) => new Uint8Array(sync.readAsArrayBuffer(file.slice(offset, offset + n))) };
+}
+
 function transcribeFile(msg) {
   return enqueue('file', async () => {
     const t0 = now();
-    const bytes = new Uint8Array(msg.bytes);
     const out = msg.samples
       ? await pyCall(session.transcribe_samples, msg.samples, onTextCallback(), onProgressCallback())
-      : await pyCall(session.transcribe_file, bytes, onTextCallback(), onProgressCallback());
+      : await pyCall(session.transcribe_file, fileReader(msg.file), onTextCallback(), onProgressCallback(), msg.name);
     post({ type: 'result', source: 'file', name: msg.name, result: JSON.parse(out), wallMs: Math.round(now() - t0) });
   });
 }

@@ -3,7 +3,11 @@
 Runs inside Pyodide, so numpy + standard library only. worker.js hands over
   * the model's shards as JS Uint8Arrays (or anything bytes-like, natively in tests), which become
     byte sources read one tensor at a time: a JS array is never copied whole into wasm memory;
-  * audio as WAV/other file bytes or as float32 16 kHz samples.
+  * an uploaded WAV as a reader of the user's File ({size, read(offset, n)}, FileReaderSync in
+    the worker), or as a Uint8Array or bytes: read and resampled piece by piece as `voxtral
+    transcribe` reads a file from disk, so its length costs no memory (wasm32 holds 2 GiB at most);
+  * other audio as float32 16 kHz samples (the browser's decodeAudioData output), taken 1 s at a
+    time.
 Results go back as JSON strings (one conversion, no proxies to leak).
 
 The compute backend is one parameter, "numpy" or "webgpu". For "webgpu" the worker first hands
@@ -14,13 +18,14 @@ promises with `pyodide.ffi.run_sync`.
 """
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import numpy as np
 
-from voxtral.asr_pipeline import ASRPipeline
-from voxtral.errors import ModelFormatError, VoxtralError
+from voxtral.asr_pipeline import FEED_SECONDS, ASRPipeline
+from voxtral.errors import AudioFormatError, ModelFormatError, VoxtralError
 from voxtral.transcript import to_srt, to_vtt
 from voxtral.weights.gguf import open_gguf
 from voxtral.weights.loader import _model_from_gguf
@@ -53,7 +58,56 @@ class JsArraySource:
             self.u8.subarray(offset, offset + len(view)).assign_to(view)
 
     def close(self) -> None:
-        pass
+        self.u8 = None  # the JS array (a shard: up to 512 MB) can be garbage-collected
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable binary file over an object that reads byte ranges, so `WavReader`
+    reads an upload the way it reads a file on disk: a JS File through the worker's reader
+    ({size, read(offset, n) -> Uint8Array}) or a JS Uint8Array (subarray / assign_to). Only the
+    ranges asked for are copied into wasm memory."""
+
+    def __init__(self, obj, name: str = "<upload>"):
+        super().__init__()
+        self.obj, self.name = obj, name
+        self.size = int(obj.size if hasattr(obj, "size") else obj.length)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + int(offset))
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        n = max(0, min(len(view), self.size - self.pos))
+        if n:
+            try:
+                if hasattr(self.obj, "assign_to"):  # a Uint8Array
+                    self.obj.subarray(self.pos, self.pos + n).assign_to(view[:n])
+                else:
+                    piece = self.obj.read(self.pos, n)
+                    got = int(piece.length if hasattr(piece, "length") else len(piece))
+                    if got != n:
+                        raise OSError(f"asked for {n} bytes at {self.pos}, got {got}")
+                    if hasattr(piece, "assign_to"):
+                        piece.assign_to(view[:n])
+                    else:
+                        view[:n] = piece
+            except Exception as e:  # noqa: BLE001 - a JS error (the file was changed or removed) included
+                raise AudioFormatError(f"{self.name}: the file could not be read any more "
+                                       f"(changed or removed since it was chosen?): {e}") from e
+        self.pos += n
+        return n
 
 
 def as_source(buf):
@@ -69,12 +123,6 @@ def as_samples(x) -> np.ndarray:
     if isinstance(x, (bytes, bytearray, memoryview)):
         return np.frombuffer(x, dtype="<f4").copy()
     return np.asarray(x, dtype=np.float32).reshape(-1)
-
-
-def as_bytes(x) -> bytes:
-    if hasattr(x, "to_bytes"):
-        return bytes(x.to_bytes())
-    return bytes(x)
 
 
 def result_json(tr) -> str:
@@ -214,19 +262,38 @@ class Session:
             raise VoxtralError("no model is loaded")
         return self.pipe
 
-    def transcribe_file(self, data, on_text=None, on_progress=None) -> str:
-        """data: the bytes of a WAV file (read and resampled exactly as `voxtral transcribe` does)."""
-        from voxtral.audio import load_audio
-        audio = load_audio(as_bytes(data), SAMPLE_RATE)
-        return self.transcribe_samples(audio, on_text, on_progress)
+    def transcribe_file(self, data, on_text=None, on_progress=None, name: str = "<upload>") -> str:
+        """data: a WAV file as the worker's File reader ({size, read(offset, n)}), a JS Uint8Array
+        or bytes. Read, checked and resampled exactly as `voxtral transcribe` reads a file from
+        disk: header and NaN scan first, then 1 s pieces, so memory does not grow with its length."""
+        from voxtral.audio.wav import WavReader
+
+        pipe = self._need_model()
+        src = data if isinstance(data, (bytes, bytearray, memoryview)) else RangeFile(data, name)
+        reader = WavReader(src)
+        try:
+            reader.check_finite()
+            tr = pipe.transcribe_pieces(reader.stream(SAMPLE_RATE, FEED_SECONDS), reader.seconds,
+                                        on_text=on_text, progress=on_progress)
+        finally:
+            reader.close()
+        return result_json(tr)
 
     def transcribe_samples(self, samples, on_text=None, on_progress=None) -> str:
-        """samples: float32 mono 16 kHz (e.g. decoded by the browser's decodeAudioData)."""
+        """samples: float32 mono 16 kHz (e.g. decoded by the browser's decodeAudioData): a JS
+        Float32Array is taken 1 s at a time, never copied whole into wasm memory."""
         pipe = self._need_model()
-        audio = as_samples(samples)
-        if audio.size == 0:
+        step = int(FEED_SECONDS * SAMPLE_RATE)
+        if hasattr(samples, "subarray"):
+            n = int(samples.length)
+            pieces = (as_samples(samples.subarray(i, min(n, i + step))) for i in range(0, n, step))
+        else:
+            audio = as_samples(samples)
+            n = audio.size
+            pieces = (audio[i:i + step] for i in range(0, n, step))
+        if n == 0:
             raise VoxtralError("the file holds no audio samples")
-        tr = pipe.transcribe(audio, on_text=on_text, progress=on_progress)
+        tr = pipe.transcribe_pieces(pieces, n / SAMPLE_RATE, on_text=on_text, progress=on_progress)
         return result_json(tr)
 
     # live audio: start, push 80 ms pieces, finish

@@ -86,6 +86,105 @@ def test_live_pieces_equal_offline(shards):
     assert streamed.strip() == done["text"] == offline["text"]
 
 
+class FakeFileReader:
+    """What worker.js hands Python for an uploaded File: size and read(offset, n) (FileReaderSync
+    over file.slice); records the largest range asked for."""
+
+    def __init__(self, data: bytes, fail_after: int | None = None):
+        self.data, self.size = data, len(data)
+        self.largest = self.total = 0
+        self.fail_after = fail_after
+
+    def read(self, offset, n):
+        if self.fail_after is not None and offset + n > self.fail_after:
+            raise RuntimeError("NotReadableError: the file could not be read")
+        self.largest = max(self.largest, n)
+        self.total += n
+        return FakeU8(self.data[offset:offset + n])
+
+
+def _wav(seconds: float, rate: int = 44100, channels: int = 2, subtype: str = "PCM_16", nan_at=None) -> bytes:
+    from voxtral.audio import encode_wav
+    rng = np.random.default_rng(1)
+    x = (0.2 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)
+    if nan_at is not None:
+        x[int(nan_at * rate), 0] = np.nan
+    return encode_wav(x, rate, subtype)
+
+
+def test_uploaded_wav_is_read_in_pieces_and_equals_the_cli(shards, tmp_path):
+    """The page's upload: the File is read through ranges no larger than a second of it (so an
+    hours-long WAV never sits whole in wasm memory), and the transcript equals `voxtral
+    transcribe` of the same file (the CLI's own code path, run here)."""
+    import argparse
+
+    d, pieces = shards
+    data = _wav(6.5)  # 44.1 kHz stereo: resampled on the way, as the CLI does
+    path = tmp_path / "upload.wav"
+    path.write_bytes(data)
+    s = Session()
+    s.load(pieces)
+    reader = FakeFileReader(data)
+    seen = []
+    got = json.loads(s.transcribe_file(reader, on_progress=lambda done, total: seen.append((done, total)),
+                                       name="upload.wav"))
+    assert reader.largest <= 44100 * 4 and reader.total >= len(data) - 64  # 1 s of frames at most
+    assert seen[-1] == (pytest.approx(6.5, abs=1e-3), pytest.approx(6.5, abs=1e-3))
+
+    from voxtral import transcribe_cli
+    out = tmp_path / "cli.json"
+    args = argparse.Namespace(audio=str(path), model=d, backend="numpy", format="json", output=str(out),
+                              stream=False, delay_ms=None, quiet=True, progress=False)
+    assert transcribe_cli._cmd_transcribe(args) == 0
+    want = json.loads(out.read_text())
+    assert got["tokens"] == want["tokens"] and got["text"] == want["text"]
+    # a JS Uint8Array (the old message form) and plain bytes give the same
+    assert json.loads(s.transcribe_file(FakeU8(data)))["tokens"] == want["tokens"]
+    assert json.loads(s.transcribe_file(data))["tokens"] == want["tokens"]
+
+
+def test_uploaded_wav_problems_are_plain_messages(shards):
+    s = Session()
+    s.load(shards[1])
+    calls = []
+    # NaN near the end: refused before anything is transcribed (the CLI scans first too)
+    with pytest.raises(VoxtralError, match="NaN or infinite samples .* frame 88200"):
+        s.transcribe_file(FakeFileReader(_wav(2.5, rate=44100, channels=1, subtype="FLOAT", nan_at=2.0)),
+                          on_progress=lambda *a: calls.append(a))
+    assert calls == []
+    # the File went away while it was read (FileReaderSync throws): a message, not a JS traceback
+    data = _wav(3.0)
+    with pytest.raises(VoxtralError, match="upload.wav: the file could not be read any more"):
+        s.transcribe_file(FakeFileReader(data, fail_after=len(data) // 2), name="upload.wav")
+    with pytest.raises(VoxtralError, match="not a WAV"):
+        s.transcribe_file(FakeFileReader(b"ID3\x04 this is an mp3, say" * 10))
+
+
+class FakeF32:
+    """A JS Float32Array as Pyodide shows it: length, subarray, to_bytes."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.length = len(x)
+        self.largest = 0
+
+    def subarray(self, a, b):
+        self.largest = max(self.largest, b - a)
+        return FakeU8(self.x[a:b].astype("<f4").tobytes())
+
+
+def test_decoded_samples_are_taken_a_second_at_a_time(shards):
+    s = Session()
+    s.load(shards[1])
+    audio = load_audio(sample_wav_path(), 16000)
+    js = FakeF32(audio)
+    got = json.loads(s.transcribe_samples(js))
+    assert js.largest == 16000
+    assert got["tokens"] == json.loads(s.transcribe_samples(audio))["tokens"]
+    with pytest.raises(VoxtralError, match="no audio samples"):
+        s.transcribe_samples(FakeF32(np.zeros(0, np.float32)))
+
+
 def test_errors_are_plain(shards):
     s = Session()
     with pytest.raises(VoxtralError, match="no model"):
