@@ -243,6 +243,9 @@ async function load(model) {
     post({ type: 'status', stage: 'model', text: 'building the model in Python ...' });
     const t1 = now();
     const info = JSON.parse(await pyCall(session.load, shards, model.id, backendName, tekken));
+    // Python has its own copy of every tensor now (and dropped its references to the shards):
+    // the shards, the model's whole size, can be garbage-collected.
+    shards.length = 0;
     post({ type: 'loaded', info, model: model.id, sources, downloadMs: Math.round(downloadMs),
            buildMs: Math.round(now() - t1), loadMs: Math.round(now() - t0) });
   });

@@ -43,6 +43,9 @@ class JsArraySource:
         self.size = int(u8.length)
 
     def _check(self, offset: int, n: int) -> None:
+        if self.u8 is None:
+            raise ModelFormatError("this shard was released once the model was built (it holds no tensor "
+                                   "the model still reads)")
         if offset < 0 or n < 0 or offset + n > self.size:
             raise ModelFormatError(f"truncated shard: bytes [{offset}, {offset + n}) were requested "
                                    f"but it is only {self.size} bytes long")
@@ -200,6 +203,10 @@ class Session:
             raise VoxtralError(f"{name} is a {mf.kind.upper()} model; this page runs speech-to-text")
         self.pipe, self.live = None, None  # the previous model's memory first
         self.pipe = ASRPipeline(mf, backend=backend, ops=self._make_ops(backend))
+        # Each tensor was copied as it was read (GGUFFile.tensor reads into a new array, then numpy
+        # keeps it or the GPU backend uploads it) and the tokenizer came from the metadata at open:
+        # nothing reads the shards again, so they are let go - the model's whole size in JS memory.
+        gg.close()
         self.pipe.load_s = time.perf_counter() - t0
         self.live = None
         p = mf.params

@@ -69,6 +69,29 @@ def test_file_transcript_equals_cli_pipeline(shards, wrap):
     assert got["timings"]["steps_per_s"] > 0
 
 
+def test_shards_are_released_once_the_model_is_built(shards):
+    """The worker's shard arrays (the model's whole size in JS memory) are not kept by the loaded
+    model: once `load` returns nothing references them, and transcription still equals the CLI's
+    (the model did not need them)."""
+    import gc
+    import weakref
+
+    d, pieces = shards
+    arrays = [FakeU8(p) for p in pieces]
+    refs = [weakref.ref(a) for a in arrays]
+    s = Session()
+    s.load(arrays)
+    del arrays
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+    got = json.loads(s.transcribe_samples(load_audio(sample_wav_path(), 16000)))
+    want = ASRPipeline(open_model(d)).transcribe(load_audio(sample_wav_path(), 16000))
+    assert got["tokens"] == want.tokens
+    src = s.pipe.files._reader.source.sources[0]
+    with pytest.raises(ModelFormatError, match="released"):
+        src.read(0, 4)
+
+
 def test_live_pieces_equal_offline(shards):
     d, pieces = shards
     s = Session()
