@@ -153,6 +153,7 @@ class Session:
         a message when it failed."""
         from voxtral.backends.webgpu.host import GPUHost
         from voxtral.backends.webgpu.js_host import JsHost, can_block
+        from voxtral.backends.webgpu.kernels import REQUIRED_LIMITS, limit_shortfalls
         from voxtral.backends.webgpu.selftest import choose_kernels, kernel_variants
 
         opts = json.loads(options_json or "{}")
@@ -161,6 +162,12 @@ class Session:
             return json.dumps({"ok": False, "attempts": [], "message": (
                 "this browser cannot wait for the GPU from Python (no JavaScript Promise Integration)")})
         host = gpu if isinstance(gpu, GPUHost) else JsHost(gpu)
+        short = limit_shortfalls(host.limits)
+        if short:  # said plainly, before any kernel is compiled against them
+            return json.dumps({"ok": False, "attempts": [], "adapter": getattr(host, "adapter_name", "?"),
+                               "limits": {k: host.limits.get(k) for k in REQUIRED_LIMITS},
+                               "message": f"this GPU's WebGPU limits are too small for the kernels "
+                                          f"({'; '.join(short)})"})
         t0 = time.perf_counter()
         variants = kernel_variants(host)
         if opts.get("subgroups") is False:  # ?subgroups=0: the shared-memory kernels only

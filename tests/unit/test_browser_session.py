@@ -245,3 +245,44 @@ def test_bench_kernel_switches_parsed_and_refused():
                 "prefill_rows=65"):
         with pytest.raises(VoxtralError, match="unknown kernel switch"):
             _kernel_switches(bad)
+
+
+def test_too_small_gpu_limits_are_named_before_any_kernel_is_built():
+    """A device below what the kernels need (here a compatibility-mode-like one: 128-invocation
+    workgroups, 4 storage buffers per stage) gets a message naming each short limit, and the
+    self-test is not even tried; a device at the WebGPU defaults passes the check."""
+    from voxtral.backends.webgpu.host import GPUHost
+    from voxtral.backends.webgpu.kernels import REQUIRED_LIMITS, Kernels, limit_shortfalls
+
+    class SmallHost(GPUHost):
+        adapter_name = "small test adapter"
+
+        def __init__(self, limits):
+            super().__init__()
+            self.limits = limits
+
+        def _create_buffer(self, *a):  # the check must come before any GPU object is made
+            raise AssertionError("a buffer was created")
+
+        def _compile_pipeline(self, *a):
+            raise AssertionError("a shader was compiled")
+
+    small = {"max_compute_invocations_per_workgroup": 128, "max_compute_workgroup_size_x": 128,
+             "max_storage_buffers_per_shader_stage": 4, "max_compute_workgroup_storage_size": 16384,
+             "max_storage_buffer_binding_size": 128 << 20}
+    s = Session()
+    r = json.loads(s.setup_webgpu(SmallHost(small)))
+    assert not r["ok"] and r["attempts"] == [] and s.kernels is None
+    msg = r["message"]
+    assert msg.startswith("this GPU's WebGPU limits are too small for the kernels")
+    for part in ("max_compute_invocations_per_workgroup is 128, the kernels need 256",
+                 "max_compute_workgroup_size_x is 128, the kernels need 256",
+                 "max_storage_buffers_per_shader_stage is 4, the kernels need 8"):
+        assert part in msg
+    assert "workgroup_storage" not in msg  # 16384 is enough
+    with pytest.raises(RuntimeError, match="limits are too small: max_compute_invocations"):
+        Kernels(SmallHost(small))
+    # the WebGPU core defaults (what any core adapter offers) are enough
+    defaults = {"max_compute_invocations_per_workgroup": 256, "max_compute_workgroup_size_x": 256,
+                "max_storage_buffers_per_shader_stage": 8, "max_compute_workgroup_storage_size": 16384}
+    assert limit_shortfalls(defaults) == [] and set(defaults) == set(REQUIRED_LIMITS)

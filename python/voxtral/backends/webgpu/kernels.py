@@ -60,6 +60,23 @@ ATTN_DECODE_TARGET_GROUPS = 256
 ATTN_DECODE_MIN_SPLIT_KEYS = 16   # one iteration of the 4 teams (B = 4) at head_dim 128
 ATTN_DECODE_MAX_SPLITS = 256      # attention_decode_combine's MAX_SPLITS
 WORKGROUP_INVOCATIONS = 256  # every kernel; the WebGPU default limit in browsers
+# What the kernels need of a device: the WebGPU core defaults, which every core adapter offers
+# (256-invocation workgroups; up to 8 storage buffers in one kernel, e.g. attention_local with
+# ALiBi; ~10 KB of workgroup memory in attention_decode). A compatibility-mode adapter or a device
+# made with lower limits falls short, and is told so by name instead of failing a shader compile.
+REQUIRED_LIMITS = {
+    "max_compute_invocations_per_workgroup": WORKGROUP_INVOCATIONS,
+    "max_compute_workgroup_size_x": WORKGROUP_INVOCATIONS,
+    "max_storage_buffers_per_shader_stage": 8,
+    "max_compute_workgroup_storage_size": 16384,
+}
+
+
+def limit_shortfalls(limits: dict) -> list[str]:
+    """'name has X, the kernels need Y' for each limit the device reports below REQUIRED_LIMITS
+    (a limit it does not report is taken to be the WebGPU default)."""
+    return [f"{name} is {int(limits[name])}, the kernels need {need}"
+            for name, need in REQUIRED_LIMITS.items() if name in limits and int(limits[name]) < need]
 _NP_DTYPES = {"f32": np.float32, "f16": np.float16, "u32": np.uint32, "i32": np.int32}
 _ITEMSIZE = {"f32": 4, "f16": 2, "u32": 4, "i32": 4}
 
@@ -240,9 +257,9 @@ class Kernels:
     def __init__(self, host: GPUHost, *, shaders_dir=None, use_subgroups: bool | None = None,
                  use_shader_f16: bool | None = None, max_binding_bytes: int | None = None):
         self.host = host
-        if host.max_workgroup_invocations < WORKGROUP_INVOCATIONS:
-            raise RuntimeError(f"the kernels need {WORKGROUP_INVOCATIONS} invocations per "
-                               f"workgroup; the device allows {host.max_workgroup_invocations}")
+        short = limit_shortfalls(host.limits)
+        if short:
+            raise RuntimeError("the device's limits are too small: " + "; ".join(short))
         self.shaders_dir = find_shaders_dir(shaders_dir)
         self.use_subgroups = host.has_subgroups if use_subgroups is None else bool(use_subgroups)
         self.use_shader_f16 = host.has_shader_f16 if use_shader_f16 is None else bool(use_shader_f16)
