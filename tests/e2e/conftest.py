@@ -121,19 +121,26 @@ def short_speech_wav(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser(chromium_path, speech_wav):
-    """One headless Chromium (fresh profile) whose fake microphone loops `speech_wav`."""
+def pw(chromium_path):
+    """The session's Playwright (sync API); tests that need a differently started Chromium (no
+    WebGPU, say) launch it from here."""
     from playwright.sync_api import sync_playwright
+    pw = sync_playwright().start()
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(pw, chromium_path, speech_wav):
+    """One headless Chromium (fresh profile) whose fake microphone loops `speech_wav`."""
     profile = tempfile.mkdtemp(prefix="voxtral-chromium-")
     flags = CHROMIUM_FLAGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                               f"--use-file-for-fake-audio-capture={speech_wav}"]
-    pw = sync_playwright().start()
-    ctx = pw.chromium.launch_persistent_context(profile, executable_path=chromium_path, headless=True, args=flags,
-                                                ignore_https_errors=True, accept_downloads=True,
+    ctx = pw.chromium.launch_persistent_context(profile, executable_path=chromium_path, headless=True,
+                                                args=flags, ignore_https_errors=True, accept_downloads=True,
                                                 viewport={"width": 1200, "height": 1000})
     yield ctx
     ctx.close()
-    pw.stop()
     shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -195,17 +202,23 @@ def cli_transcribe(wav: str, model: str, fmt: str = "json") -> str:
     return r.stdout
 
 
-def record_fake_microphone(a: App, tmp_path, wait_js: str, timeout: float = 30_000) -> tuple[dict, str, str]:
-    """Record from the fake microphone until `wait_js` holds, stop, and check the streamed result
-    against `voxtral transcribe` (numpy) of exactly the 16 kHz samples the worker received.
+def record_fake_microphone(a: App, tmp_path, wait_js: str, timeout: float = 30_000,
+                           while_recording=None) -> tuple[dict, str, str]:
+    """Record from the fake microphone until `wait_js` holds and some text has streamed in, call
+    `while_recording()` (if given), stop, and check the streamed result against `voxtral
+    transcribe` (numpy) of exactly the 16 kHz samples the worker received.
     Returns (result, text streamed while recording, the received WAV's path)."""
     from voxtral.audio import read_wav
 
     page = a.page
     page.click("#record-btn")
     page.wait_for_selector("body[data-recording=on]")
-    page.wait_for_function(wait_js, timeout=timeout)
+    # text must arrive while recording, not only when Stop flushes
+    page.wait_for_function(f"({wait_js}) && window.voxtralApp.state.streamedText.length > 0", timeout=timeout)
     streamed_during = page.evaluate("window.voxtralApp.state.streamedText")
+    assert streamed_during and page.get_attribute("body", "data-recording") == "on"
+    if while_recording:
+        while_recording()
     page.click("#stop-btn")
     result = a.wait_result("mic", timeout=300_000)
 

@@ -99,9 +99,18 @@ def test_drag_and_drop_and_bad_files(app, server, speech_wav):
 
 
 def test_fake_microphone_streams_the_offline_transcript(app, server, tmp_path):
+    def while_recording():
+        # the level meter follows the speech (the worklet's RMS of each 80 ms piece)
+        app.page.wait_for_function("parseFloat(document.getElementById('level-fill').style.width) > 0",
+                                   timeout=10_000)
+        assert app.page.inner_text("#mic-status").startswith("recording")
+        assert app.page.is_disabled("#record-btn") and not app.page.is_disabled("#stop-btn")
+        app.shot("04-recording")
+
     # the fake microphone loops the speech WAV in real time; record until ~3 s of it were processed
     result, _, wav = record_fake_microphone(
-        app, tmp_path, "parseFloat(document.getElementById('fig-audio').textContent) >= 3.0")
+        app, tmp_path, "parseFloat(document.getElementById('fig-audio').textContent) >= 3.0",
+        while_recording=while_recording)
     app.shot("05-mic-transcript")
     samples, _ = read_wav(wav)
     assert len(samples) >= 3.0 * 16000
@@ -128,3 +137,96 @@ def test_second_load_comes_from_the_browser_cache(new_app, server):
     assert "(browser cache)" in a.page.inner_text("#shard-list")
     a.shot("07-loaded-from-cache")
     assert not a.page.is_visible(".msg.error"), a.console
+
+
+def test_loading_shows_byte_progress_midway(new_app, server):
+    """The second shard's response is held back: the first shard's bar is full, the others empty,
+    the overall bar at the first shard's share of the bytes; released, the load completes."""
+    a = new_app().open("?backend=numpy")
+    a.clear_cache()
+    model = next(m for m in server.get_json("api/info")["models"] if m["kind"] == "asr")
+    shards = model["shards"]
+    assert len(shards) >= 3
+    held = []
+
+    def hold(route):
+        held.append(route)
+
+    pattern = f"**/{shards[1]['name']}"
+    ctx = a.page.context  # the context's routes see the worker's requests too
+    ctx.route(pattern, hold)
+    try:
+        a.page.click("#load-btn")
+        a.page.wait_for_function("document.querySelector('#shard-0 .fill').classList.contains('done')",
+                                 timeout=60_000)
+        while not held:
+            a.page.wait_for_timeout(100)
+        want = 100 * shards[0]["size"] / model["total_size"]
+        width = a.page.evaluate("parseFloat(document.getElementById('overall-fill').style.width)")
+        assert width == round(want, 1), (width, want)
+        assert a.page.evaluate("parseFloat(document.querySelector('#shard-1 .fill').style.width)") == 0
+        assert a.page.get_attribute("body", "data-model") == "loading"
+        assert a.page.is_disabled("#load-btn")
+        a.shot("08-loading-progress")
+    finally:
+        for route in held:
+            route.continue_()
+        ctx.unroute(pattern, hold)
+    a.page.wait_for_selector("body[data-model=loaded]", timeout=60_000)
+    assert a.page.evaluate("parseFloat(document.getElementById('overall-fill').style.width)") == 100
+
+
+def test_storage_quota_exceeded_warns_and_the_model_still_works(new_app, server, short_speech_wav):
+    """Browser storage full: the shards cannot be cached (a real QuotaExceededError: the origin's
+    quota is set below one shard through the DevTools protocol); the page says so, loads the model
+    anyway and transcribes as the CLI does."""
+    a = new_app().open("?backend=numpy")
+    a.clear_cache()
+    cdp = a.page.context.new_cdp_session(a.page)
+    origin = server.url.rstrip("/")
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin, "quotaSize": 16 * 1024})
+    try:
+        a.load_model(expect="network")
+        a.page.wait_for_function("(document.getElementById('msg-cache') || {}).textContent"
+                                 " && document.getElementById('msg-cache').textContent.includes('quota')",
+                                 timeout=30_000)
+        msg = a.page.inner_text("#msg-cache")
+        assert "quota exceeded" in msg and "downloaded again next time" in msg
+        assert "warn" in a.page.get_attribute("#msg-cache", "class")
+        a.shot("09-quota-warning")
+        a.page.set_input_files("#file-input", short_speech_wav)
+        result = a.wait_result("file")
+        want = json.loads(cli_transcribe(short_speech_wav, server.demo_dir, "json"))
+        assert result["tokens"] == want["tokens"]
+        # nothing was cached, and the page knows it
+        a.page.wait_for_function("document.getElementById('load-btn').textContent.includes('from server')")
+    finally:
+        cdp.send("Storage.overrideQuotaForOrigin", {"origin": origin})  # the default quota again
+        cdp.detach()
+
+
+def test_no_webgpu_says_so_and_runs_on_numpy(pw, chromium_path, server, artifacts, short_speech_wav):
+    """A browser that gives no WebGPU adapter (Chromium on Linux without --enable-unsafe-webgpu,
+    like a blocklisted GPU): asked for WebGPU, the page says why it is not used and transcribes on
+    numpy, as the CLI does."""
+    from .conftest import CHROMIUM_FLAGS
+    b = pw.chromium.launch(executable_path=chromium_path, headless=True,
+                           args=[f for f in CHROMIUM_FLAGS if f != "--enable-unsafe-webgpu"])
+    try:
+        page = b.new_page(ignore_https_errors=True, viewport={"width": 1200, "height": 1000})
+        a = App(page, server, artifacts).open("?backend=webgpu")
+        assert page.get_attribute("body", "data-backend") == "numpy", a.console
+        assert page.get_attribute("body", "data-backend-fallback") == "webgpu"
+        msg = page.inner_text("#msg-backend")
+        assert msg.startswith("WebGPU is not used: WebGPU gave no adapter (GPU blocked, disabled or missing)")
+        assert "Running on the numpy backend" in msg and "warn" in page.get_attribute("#msg-backend", "class")
+        assert page.inner_text("#webgpu-status").startswith("not used: WebGPU gave no adapter")
+        assert "numpy" in page.inner_text("#backend-label")
+        a.shot("14-no-webgpu")
+        a.load_model()
+        page.set_input_files("#file-input", short_speech_wav)
+        result = a.wait_result("file")
+        want = json.loads(cli_transcribe(short_speech_wav, server.demo_dir, "json"))
+        assert result["backend"] == "numpy" and result["tokens"] == want["tokens"]
+    finally:
+        b.close()
