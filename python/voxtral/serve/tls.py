@@ -29,17 +29,22 @@ def data_dir() -> str:
 
 
 def ensure_certificate(directory: str | None = None, hosts: tuple[str, ...] = ()) -> tuple[str, str, bool]:
-    """(cert path, key path, created now). Reused when present and loadable."""
+    """(cert path, key path, created now). Reused when present, loadable and naming every host
+    asked for (`voxtral serve --host NAME`); otherwise a new one is made, naming those hosts and
+    the old certificate's too (a browser refuses a certificate without the name it was opened by)."""
     d = os.path.join(directory or data_dir(), "tls")
     cert, key = os.path.join(d, CERT_NAME), os.path.join(d, KEY_NAME)
+    names = ["localhost", "127.0.0.1", "::1", *[h for h in hosts if h not in ("0.0.0.0", "::", "")]]
     if os.path.exists(cert) and os.path.exists(key):
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
-            return cert, key, False
-        except (ssl.SSLError, OSError):
+            have = certificate_names(cert)
+            if {_norm(n) for n in names} <= have:
+                return cert, key, False
+            names += sorted(have)  # keep serving the names it had
+        except (ssl.SSLError, OSError, ValueError):
             pass  # unreadable: make a new one
     os.makedirs(d, mode=0o700, exist_ok=True)
-    names = ["localhost", "127.0.0.1", "::1", *[h for h in hosts if h not in ("0.0.0.0", "::", "")]]
     try:
         _make_with_cryptography(cert, key, names)
     except ImportError:
@@ -88,6 +93,40 @@ def _make_with_openssl(cert_path: str, key_path: str, names: list[str]) -> None:
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise VoxtralError(f"openssl could not make a certificate: {r.stdout.strip()}")
+
+
+def certificate_names(cert_path: str) -> set[str]:
+    """The DNS names and IP addresses (normalized by _norm) in a PEM certificate's subjectAltName."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        x509 = None
+    if x509 is not None:
+        c = x509.load_pem_x509_certificate(open(cert_path, "rb").read())
+        try:
+            san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return set()
+        return {_norm(str(v)) for v in san.get_values_for_type(x509.DNSName)} | \
+               {_norm(str(v)) for v in san.get_values_for_type(x509.IPAddress)}
+    r = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert_path],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ValueError(f"openssl could not read {cert_path}: {r.stderr.strip()}")
+    out = set()
+    for part in r.stdout.replace("\n", ",").split(","):
+        kind, _, value = part.strip().partition(":")
+        if kind in ("DNS", "IP Address") and value:
+            out.add(_norm(value))
+    return out
+
+
+def _norm(name: str) -> str:
+    """One spelling per name: IP addresses in their compressed form, DNS names in lower case."""
+    try:
+        return str(ipaddress.ip_address(name.strip()))
+    except ValueError:
+        return name.strip().lower()
 
 
 def _is_ip(n: str) -> bool:
