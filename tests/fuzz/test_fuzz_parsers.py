@@ -6,8 +6,11 @@ Each example must either parse or raise the project's own error (VoxtralError) -
 fails - and must stay within a memory budget that grows only with the input's size (tracemalloc peak:
 numpy registers its buffers there, so a 2^40-byte allocation attempt or a quadratic copy shows up).
 
-Budget: VOXTRAL_FUZZ_EXAMPLES examples per target (default 500) with no per-example deadline, about
-15 s on 2 cores in all; raise it for a longer local run (e.g. VOXTRAL_FUZZ_EXAMPLES=5000). Failures print
+Budget: VOXTRAL_FUZZ_EXAMPLES examples per target (default 500), about 15 s on 2 cores in all; raise it
+for a longer local run (e.g. VOXTRAL_FUZZ_EXAMPLES=5000). No hypothesis deadline (a loaded CI machine
+makes per-example timings noisy), but a wall-clock bound that only a hang can reach: an example still
+running after HANG_SECONDS (examples take milliseconds) is interrupted and fails the test, so a parser
+loop that never ends shows up as a failure with its input instead of a stuck CI job. Failures print
 the shrunk input (hypothesis) - add it to tests/unit/test_robust_inputs.py once fixed.
 """
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import struct
+import sys
 import tracemalloc
 
 import numpy as np
@@ -36,17 +41,33 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 BASE_BUDGET = 48 << 20  # bytes of peak traced memory allowed on top of the per-input-byte allowance
+HANG_SECONDS = 30  # per example; examples take milliseconds, so only a hang gets here
+
+
+class Hang(BaseException):
+    """Raised by the alarm inside a hung example (a BaseException: no `except Exception` in the
+    code under test can swallow it)."""
+
+
+def _alarm(signum, frame):
+    raise Hang(f"an example ran for more than {HANG_SECONDS} s: the parser hangs on this input")
 
 
 def bounded(fn, nbytes: int, per_byte: int = 24):
-    """Run fn(); VoxtralError is an acceptable outcome. Fails on any other exception or when the
-    traced peak exceeds BASE_BUDGET + per_byte * nbytes."""
+    """Run fn(); VoxtralError is an acceptable outcome. Fails on any other exception, when the
+    traced peak exceeds BASE_BUDGET + per_byte * nbytes, or when it runs past HANG_SECONDS."""
     tracemalloc.start()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
     try:
         fn()
     except VoxtralError:
         pass
+    except Hang as e:
+        pytest.fail(str(e))
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     limit = BASE_BUDGET + per_byte * nbytes
@@ -306,6 +327,18 @@ def test_fuzz_wav_headers(tag, channels, rate, block_align, bits, data_size, pay
     chunks = fmt_chunk + data_chunk if fmt_first else data_chunk + fmt_chunk
     blob = b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
     bounded(lambda: load_audio(blob, 16000), len(blob), per_byte=400)
+
+
+def test_a_hanging_parser_fails_instead_of_stalling(monkeypatch):
+    """The wall-clock bound itself: an example that never ends is interrupted and fails."""
+    monkeypatch.setattr(sys.modules[__name__], "HANG_SECONDS", 0.2)
+
+    def forever():
+        while True:
+            pass
+
+    with pytest.raises(pytest.fail.Exception, match="the parser hangs on this input"):
+        bounded(forever, 0)
 
 
 def test_many_tiny_chunks_is_refused_quickly():
