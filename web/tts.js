@@ -13,6 +13,7 @@
     info: null, models: [], model: null, loading: false, loaded: false, busy: false, backend: null,
     voices: [], sampleRate: 24000, chunks: [], figures: null, result: null, wav: null, loadInfo: null,
     error: null, firstAudioMs: null, t0: 0, ctx: null, nextTime: 0, sources: [], progress: [],
+    maxChars: null,  // the model's text limit, from Python once loaded (voxtral.models.tts.text)
   };
 
   const fmtBytes = (n) => (n >= 1e9 ? (n / 1e9).toFixed(2) + ' GB' : n >= 1e6 ? (n / 1e6).toFixed(1) + ' MB'
@@ -51,6 +52,8 @@
     $('tts-speak-btn').onclick = speak;
     $('tts-stop-btn').onclick = stopPlayback;
     $('tts-download-btn').onclick = downloadWav;
+    $('tts-text').addEventListener('input', updateCount);
+    updateCount();
     try {
       const r = await fetch('/api/info', { cache: 'no-store' });
       tts.info = await r.json();
@@ -120,9 +123,24 @@
     $('tts-fig-load').textContent = `${(msg.loadMs / 1000).toFixed(2)} s (shards ${(msg.downloadMs / 1000).toFixed(2)} s,`
       + ` model build ${(msg.buildMs / 1000).toFixed(2)} s)`;
     $('tts-steps').value = msg.info.euler_steps;
+    tts.maxChars = msg.info.max_text_chars;
+    updateCount();
     renderVoices();
     setResult('ready', 'Ready: type some text, pick a voice, press Speak.');
     updateButtons();
+  }
+
+  // The length of the text against the limit, so a long paste is seen to be too long before
+  // Speak (Python refuses it with the same figures; nothing is cut silently).
+  function updateCount() {
+    const n = $('tts-text').value.length;
+    const el = $('tts-count');
+    const over = tts.maxChars != null && n > tts.maxChars;
+    el.textContent = `${n.toLocaleString('en')} characters`
+      + (tts.maxChars == null ? '' : ` of at most ${tts.maxChars.toLocaleString('en')}`)
+      + (over ? ': too long - shorten it, or speak it in several parts' : '');
+    el.classList.toggle('over', over);
+    el.dataset.over = String(over);
   }
 
   // Voices grouped by language (the model's presets; the English ones carry a style).

@@ -19,6 +19,7 @@ import numpy as np
 
 from voxtral.browser import NO_SIDE_DIR, as_source
 from voxtral.errors import ModelFormatError, VoxtralError
+from voxtral.models.tts.text import MAX_TEXT_CHARS
 from voxtral.tts_pipeline import TTSPipeline
 from voxtral.weights.gguf import open_gguf
 from voxtral.weights.loader import _model_from_gguf
@@ -60,7 +61,8 @@ class TTSSession:
             "name": name, "kind": "tts", "backend": self.pipe.backend, "load_s": round(self.pipe.load_s, 4),
             "voices": [{"name": v.name, "language": v.language, "rows": v.rows} for v in self.pipe.voices()],
             "sample_rate": cfg.sampling_rate, "frame_rate": cfg.frame_rate, "euler_steps": cfg.euler_steps,
-            "cfg_alpha": cfg.cfg_alpha, "dim": p.get("dim"), "n_layers": p.get("n_layers")})
+            "cfg_alpha": cfg.cfg_alpha, "dim": p.get("dim"), "n_layers": p.get("n_layers"),
+            "max_text_chars": MAX_TEXT_CHARS})
 
     def speak(self, text: str, voice: str, euler_steps=None, seed=0, on_chunk=None, max_seconds=None,
               cfg_alpha=None) -> str:

@@ -112,3 +112,31 @@ def test_tts_tab_speaks_like_the_cli(tts_app, server, tmp_path):
     assert not page.is_visible("#tts-result[data-state=error]"), a.console
     if a.backend == "webgpu":  # the GPU ran the TTS kernels (attention_local, conv_*, reduce_rows)
         assert "backend webgpu" in page.inner_text("#tts-load-note")
+
+
+def test_too_long_text_is_refused_with_a_message_not_cut(browser, server, artifacts):
+    """A text over the limit (10,000 characters: voxtral.models.tts.text) is kept whole in the box
+    (no maxlength cutting a paste silently); the counter says it is too long and Speak answers
+    with Python's message, naming both figures."""
+    from voxtral.models.tts.text import MAX_TEXT_CHARS
+
+    page = browser.new_page()
+    try:
+        a = App(page, server, artifacts).open("?backend=numpy&tab=tts")
+        page.click("#tts-load-btn")
+        page.wait_for_selector("body[data-tts-model=loaded]", timeout=120_000)
+        text = "Say this. " * (MAX_TEXT_CHARS // 10) + "!"  # one character over
+        page.fill("#tts-text", text)
+        assert len(page.input_value("#tts-text")) == MAX_TEXT_CHARS + 1
+        assert page.get_attribute("#tts-count", "data-over") == "true"
+        assert f"{MAX_TEXT_CHARS + 1:,} characters of at most {MAX_TEXT_CHARS:,}" in page.inner_text("#tts-count")
+        page.click("#tts-speak-btn")
+        page.wait_for_selector("#tts-result[data-state=error]", timeout=60_000)
+        msg = page.inner_text("#tts-result")
+        assert f"too long ({MAX_TEXT_CHARS + 1} characters; the limit is {MAX_TEXT_CHARS})" in msg
+        a.shot("22-tts-text-too-long")
+        page.fill("#tts-text", "Short again.")
+        assert page.get_attribute("#tts-count", "data-over") == "false"
+        assert not page.is_disabled("#tts-speak-btn")  # the page is usable after the refusal
+    finally:
+        page.close()
