@@ -66,6 +66,34 @@ def test_upload_wav_equals_cli(app, server, speech_wav):
         assert dl.value.suggested_filename.startswith("speech.")
     for fig in ("#fig-load", "#fig-audio", "#fig-rtf", "#fig-steps"):
         assert a.page.inner_text(fig) not in ("", "-"), fig
+    # Copy puts the transcript on the clipboard (read back through the browser's clipboard API)
+    a.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url.rstrip("/"))
+    a.page.bring_to_front()
+    a.page.evaluate("navigator.clipboard.writeText('not the transcript')")
+    a.page.click("#copy-btn")
+    a.page.wait_for_function("document.getElementById('copy-btn').textContent === 'Copied'")
+    assert a.page.evaluate("navigator.clipboard.readText()") == want["text"]
+
+
+def test_upload_flac_decoded_by_the_browser_equals_cli(app, server, speech_wav, tmp_path):
+    """A format Python does not read (FLAC) goes through the browser's decodeAudioData. At 16 kHz
+    mono the decoder neither resamples nor mixes, and FLAC is lossless, so the samples are the
+    16-bit values / 32768 - exactly what `voxtral transcribe` reads from a WAV of the same values."""
+    import numpy as np
+    import soundfile as sf
+
+    from voxtral.audio import load_audio, write_wav
+
+    pcm = np.clip(np.round(load_audio(speech_wav, 16000) * 32768), -32768, 32767).astype(np.int16)
+    flac, wav = tmp_path / "speech.flac", tmp_path / "speech-16k.wav"
+    sf.write(str(flac), pcm, 16000, format="FLAC", subtype="PCM_16")
+    write_wav(str(wav), pcm / 32768.0, 16000)  # PCM_16: the same integers
+    a = app
+    a.page.set_input_files("#file-input", str(flac))
+    result = a.wait_result("file")
+    want = json.loads(cli_transcribe(str(wav), server.demo_dir, "json"))
+    assert result["tokens"] == want["tokens"] and result["text"] == want["text"]
+    assert result["timings"]["audio_s"] == round(len(pcm) / 16000, 4)
 
 
 def _drop(page, data: bytes, name: str, mime: str) -> None:
