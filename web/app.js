@@ -4,7 +4,7 @@
 // The backend runs as ?backend=NAME says: "auto" (the default: WebGPU when the browser has it and
 // the worker's kernel self-test passes, else numpy with a message saying why), "webgpu" or "numpy".
 // ?selftest=fail forces the WebGPU self-test to fail (to see the fallback); ?subgroups=0 keeps the
-// WebGPU kernels off subgroup operations.
+// WebGPU kernels off subgroup operations; ?keep_recording=0 keeps no copy of the microphone audio.
 // For tests, window.voxtralApp exposes the state and the exact 16 kHz samples the worker received.
 //
 // Benchmark mode, ?bench=asr&preset=tiny|full&seconds=16[&bandwidth=GBS][&kernels=attn_rows=0] or
@@ -22,6 +22,9 @@ const SUBGROUPS = params.get('subgroups') !== '0';  // ?subgroups=0: WebGPU kern
 const CACHE_NAME = 'voxtral-shards-v1';   // the worker writes it; keep the names in step
 const PIECE_SAMPLES = 1280;               // 80 ms at 16 kHz: one audio token
 const BENCH = params.get('bench');        // "asr" | "tts": benchmark mode (see the header)
+// ?keep_recording=0: the worker keeps no copy of the microphone audio (no WAV download), so a long
+// recording's memory is the model's alone (the long-run test measures it this way).
+const KEEP_RECORDING = params.get('keep_recording') !== '0';
 
 const state = {
   info: null, model: null, runtimeReady: false, loaded: false, loading: false, busy: false,
@@ -341,7 +344,7 @@ function onResult(msg) {
     $('file-done').textContent = `done in ${(msg.wallMs / 1000).toFixed(2)} s`;
   } else {
     $('mic-status').textContent = `stopped (${r.timings.audio_s.toFixed(2)} s of audio)`;
-    $('save-rec-btn').disabled = false;
+    $('save-rec-btn').disabled = !KEEP_RECORDING;
   }
   pendingFile = null;
   updateButtons();
@@ -412,7 +415,7 @@ async function startRecording() {
   };
   startTranscript('mic');
   state.sentSamples = 0;
-  worker.postMessage({ type: 'liveStart' });
+  worker.postMessage({ type: 'liveStart', keep: KEEP_RECORDING });
   src.connect(node);
   node.connect(ctx.destination);  // silent output keeps the node pulled by the graph
   if (ctx.state === 'suspended') await ctx.resume();

@@ -72,9 +72,13 @@ let pyodide = null;
 let session = null;
 let backendName = 'numpy';
 let queue = Promise.resolve();
-let received = [];   // Float32Array pieces of the current/last live session
+// The current/last live session's samples, copied into 10 s blocks: kept as the 80 ms pieces they
+// arrive in, each its own small ArrayBuffer, they cost ~25% more than the samples themselves.
+const RECEIVED_BLOCK = 16000 * 10;
+let received = [];   // full Float32Array blocks, then the one being filled
 let receivedCount = 0;
 let liveOn = false;
+let keepReceived = true;  // the page's ?keep_recording=0 turns the copy off
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 // A call into the Python session that may wait for the GPU (see the header).
@@ -301,13 +305,21 @@ self.onmessage = (e) => {
       received = [];
       receivedCount = 0;
       liveOn = true;
+      keepReceived = msg.keep !== false;
       enqueue('live', async () => { await pyCall(session.live_start); });
       break;
     case 'liveAudio':
       if (!liveOn) break;
-      if (receivedCount + msg.samples.length <= KEEP_RECEIVED_SAMPLES) {
-        received.push(msg.samples);
-        receivedCount += msg.samples.length;
+      if (keepReceived && receivedCount + msg.samples.length <= KEEP_RECEIVED_SAMPLES) {
+        let x = msg.samples;
+        while (x.length) {
+          const at = receivedCount % RECEIVED_BLOCK;
+          if (at === 0) received.push(new Float32Array(RECEIVED_BLOCK));
+          const n = Math.min(x.length, RECEIVED_BLOCK - at);
+          received[received.length - 1].set(x.subarray(0, n), at);
+          receivedCount += n;
+          x = x.subarray(n);
+        }
       }
       enqueue('live', async () => {
         const fig = JSON.parse(await pyCall(session.live_push, msg.samples));
@@ -337,10 +349,13 @@ self.onmessage = (e) => {
       });
       break;
     case 'getReceivedAudio': {
-      const n = received.reduce((a, p) => a + p.length, 0);
-      const all = new Float32Array(n);
+      const all = new Float32Array(receivedCount);
       let off = 0;
-      for (const p of received) { all.set(p, off); off += p.length; }
+      for (const p of received) {
+        const n = Math.min(p.length, receivedCount - off);
+        all.set(p.subarray(0, n), off);
+        off += n;
+      }
       post({ type: 'receivedAudio', samples: all, id: msg.id }, [all.buffer]);
       break;
     }
