@@ -258,3 +258,21 @@ def test_no_webgpu_says_so_and_runs_on_numpy(pw, chromium_path, server, artifact
         assert result["backend"] == "numpy" and result["tokens"] == want["tokens"]
     finally:
         b.close()
+
+
+def test_non_wav_over_the_decode_cap_gets_a_message(app, tmp_path):
+    """An hours-long compressed file would be decoded whole by the browser: over 64 MB the page
+    says so and how to go on (convert to WAV, which is read piece by piece) instead of running the
+    tab out of memory; it reads 12 bytes of the file to see it is not a WAV, no more."""
+    big = tmp_path / "long-podcast.mp3"
+    with open(big, "wb") as f:
+        f.write(b"ID3\x04\x00\x00\x00\x00\x00\x00")
+        f.truncate(64 * 2**20 + 1)  # sparse: nothing is written
+    app.page.set_input_files("#file-input", str(big))
+    app.page.wait_for_selector("#msg-file.error", timeout=30_000)
+    msg = app.page.inner_text("#msg-file")
+    assert '"long-podcast.mp3" is too large for the browser\'s audio decoder (67.1 MB' in msg
+    assert "up to 67.1 MB" in msg and "Convert it to WAV" in msg and "voxtral transcribe" in msg
+    assert app.page.get_attribute("#transcript", "data-state") == "error"
+    assert not app.page.is_disabled("#record-btn")  # nothing is stuck busy
+    app.page.click("#msg-file button")
