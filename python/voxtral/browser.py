@@ -282,12 +282,11 @@ class Session:
         disk: header and NaN scan first, then 1 s pieces, so memory does not grow with its length."""
         from voxtral.audio.wav import WavReader
 
-        pipe = self._need_model()
         src = data if isinstance(data, (bytes, bytearray, memoryview)) else RangeFile(data, name)
         reader = WavReader(src)
         try:
-            reader.check_finite()
-            tr = pipe.transcribe_pieces(reader.stream(SAMPLE_RATE, FEED_SECONDS), reader.seconds,
+            reader.check_finite()  # the file's own problems first, as the CLI reports them
+            tr = self._need_model().transcribe_pieces(reader.stream(SAMPLE_RATE, FEED_SECONDS), reader.seconds,
                                         on_text=on_text, progress=on_progress)
         finally:
             reader.close()
