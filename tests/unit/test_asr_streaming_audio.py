@@ -9,33 +9,16 @@ import numpy as np
 
 from voxtral.asr_pipeline import ASRPipeline
 from voxtral.audio import log_mel, pad_for_offline
+from voxtral.audio.synthetic import harmonic_vowels
 from voxtral.models.asr.transcribe import transcribe
 from voxtral.testmodel import make_test_model
 from voxtral.transcript import MAX_WORD_S
 from voxtral.weights.loader import open_model
 
-SR = 16000
-# Tiny random models that decode this kind of clip to varied tokens (seed 5, for one, stops at an
-# early EOS); one is drawn per run, the clip is drawn fresh.
-GOOD_SEEDS = (0, 2, 3, 4)
-
-
-def vowels(seconds: float, rng) -> np.ndarray:
-    """250 ms syllables of harmonic vowels (random f0 and 3 formants) with random pauses."""
-    seg = int(0.25 * SR)
-    out = np.zeros(int(seconds * SR))
-    t = np.arange(seg) / SR
-    env = np.sin(np.pi * np.arange(seg) / seg) ** 2
-    for start in range(0, len(out) - seg + 1, seg):
-        if rng.random() < 0.25:
-            continue
-        f0 = rng.uniform(90, 220)
-        formants = rng.uniform([300, 900, 2400], [900, 2500, 3500])
-        h = np.arange(1, int(4000 / f0))
-        amp = np.exp(-((h[:, None] * f0 - formants) / 120.0) ** 2).sum(axis=1) + 0.02
-        out[start:start + seg] = env * (amp[:, None] * np.sin(2 * np.pi * f0 * h[:, None] * t)).sum(axis=0)
-    out = 0.3 * out / np.abs(out).max()
-    return (out + 0.003 * rng.standard_normal(len(out))).astype(np.float32)
+# Tiny random models that decode this kind of clip to varied tokens (checked over several clips:
+# seed 3 gives only 2-5 distinct tokens, seed 5 stops at an early EOS); one is drawn per run,
+# the clip is drawn fresh.
+GOOD_SEEDS = (0, 2, 4)
 
 
 def test_80ms_pieces_equal_offline_beyond_the_encoder_window(tmp_path):
@@ -44,7 +27,7 @@ def test_80ms_pieces_equal_offline_beyond_the_encoder_window(tmp_path):
     print(f"model seed {model_seed}, clip seed {clip_seed}")
     pipe = ASRPipeline(open_model(make_test_model("asr", str(tmp_path / "m"), seed=model_seed)))
     cfg = pipe.config
-    audio = vowels(20.0, np.random.default_rng(clip_seed))
+    audio = harmonic_vowels(20.0, np.random.default_rng(clip_seed))
 
     mel = log_mel(pad_for_offline(audio, cfg.audio), cfg.audio)
     window = cfg.encoder.sliding_window
